@@ -1,0 +1,278 @@
+"""Sampling schemes: the stochastic gradient of discrete SGD and the SDE it induces.
+
+Each scheme gives, for the same problem and state (THEORY.md section 1):
+
+- :meth:`draw` / :meth:`stochastic_gradient`: the exact random update of discrete SGD
+  (indices, masks or fresh samples drawn for a whole block of steps at once);
+- :meth:`mean_gradient`: ``E[g_hat]``; the SDE drift is ``mu = -E[g_hat]``;
+- :meth:`diffusion_mv`: ``sigma @ xi`` for a noise vector ``xi`` of length
+  :meth:`noise_dim`, with ``sigma sigma^T = Cov[g_hat]``. ``sigma`` is the p x m matrix of
+  scaled per-sample gradient columns; it is applied matrix-free as ONE gradient of a
+  weighted loss, ``sigma xi = grad_theta sum_i (S xi)_i l_i(theta)``, and never formed
+  or square-rooted as p x p;
+- :meth:`diffusion_matrix`: the dense ``sigma`` (for theory and tests).
+
+Moments (THEORY.md section 1), with ``Sigma_1 = (1/n) sum_i (g_i - gbar)(g_i - gbar)^T``:
+
+============================  ==============  ===========================================
+scheme                        ``E[g_hat]``     ``Cov[g_hat]``
+============================  ==============  ===========================================
+full batch                    ``grad L``       0
+with replacement, batch B     ``grad L``       ``Sigma_1 / B``
+without replacement, batch B  ``grad L``       ``Sigma_1 (n - B) / (B (n - 1))``
+Bernoulli(rho), normaliser N  ``(rho n / N) grad L``  ``rho (1 - rho) / N^2 sum_i g_i g_i^T``
+online, batch B               ``grad L_pop``   ``Cov_x[g] / B`` from M reference samples
+label noise delta             unchanged        ``+ delta^2 E[sum_b w_b^2 J_b J_b^T]``
+============================  ==============  ===========================================
+
+where ``J_b = grad_theta d l_b / d y`` (``-grad f_b`` for ``half_sum`` squared loss), so
+label noise adds ``delta^2 / B mean_i grad f_i grad f_i^T`` to batch schemes.
+"""
+
+import abc
+import math
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .data import Dataset
+
+
+def _gather(data: Dataset, idx) -> Dataset:
+    return Dataset(jax.tree_util.tree_map(lambda a: a[idx], data.x), data.y[idx])
+
+
+class AbstractScheme(eqx.Module):
+    """A sampling scheme; see the module docstring for the contract."""
+
+    @abc.abstractmethod
+    def draw(self, key: PRNGKeyArray, num_steps: int, problem, data: Dataset) -> Any:
+        """Randomness of ``num_steps`` consecutive SGD steps (leading axis ``num_steps``)."""
+
+    @abc.abstractmethod
+    def stochastic_gradient(self, problem, theta, data: Dataset, draw) -> Float[Array, " p"]:
+        """``g_hat`` for one step, given that step's slice of :meth:`draw`."""
+
+    @abc.abstractmethod
+    def sample_weights(self, n: int, dtype) -> Float[Array, " n"]:
+        """``E[w]``: the expected weight of each sample in ``g_hat = sum_i w_i g_i``."""
+
+    @abc.abstractmethod
+    def weight_noise(self, xi: Float[Array, " m"], n: int) -> Float[Array, " n"]:
+        """``S xi`` with ``S S^T = Cov[w]``, the covariance of the sample weights."""
+
+    @abc.abstractmethod
+    def weight_noise_dim(self, n: int) -> int:
+        """Length of ``xi`` in :meth:`weight_noise`."""
+
+    @abc.abstractmethod
+    def label_noise_weight(self, n: int) -> float:
+        """``kappa`` with ``E[sum_b w_b^2 1{b -> i}] = kappa`` for every sample ``i``."""
+
+    # ------------------------------------------------------------------ shared maths
+    def mean_gradient(self, problem, theta, data: Dataset) -> Float[Array, " p"]:
+        """``E[g_hat] = grad sum_i E[w_i] l_i``."""
+        w = self.sample_weights(data.size, theta.dtype)
+        return jax.grad(problem.weighted_loss)(theta, data, w)
+
+    def noise_dim(self, problem, data: Dataset) -> int:
+        return self.weight_noise_dim(data.size)
+
+    def diffusion_mv(self, problem, theta, data: Dataset, xi: Float[Array, " m"]) -> Float[Array, " p"]:
+        """``sigma xi = grad_theta sum_i (S xi)_i l_i(theta)`` (one backward pass)."""
+        if self.weight_noise_dim(data.size) == 0:
+            return jnp.zeros_like(theta)
+        w = self.weight_noise(xi, data.size)
+        return jax.grad(problem.weighted_loss)(theta, data, w)
+
+    def diffusion_matrix(self, problem, theta, data: Dataset) -> Float[Array, "p m"]:
+        """Dense ``sigma`` [p, m]: the Jacobian of the linear map :meth:`diffusion_mv`."""
+        m = self.noise_dim(problem, data)
+        xi0 = jnp.zeros((m,), theta.dtype)
+        return jax.jacfwd(lambda xi: self.diffusion_mv(problem, theta, data, xi))(xi0)
+
+    def covariance(self, problem, theta, data: Dataset) -> Float[Array, "p p"]:
+        """``Cov[g_hat] = sigma sigma^T`` (dense; for tests and small models)."""
+        s = self.diffusion_matrix(problem, theta, data)
+        return s @ s.T
+
+
+class _CentredBatch(AbstractScheme):
+    """Schemes whose weights have ``E[w] = 1/n`` and ``Cov[w] = c^2 n (I - 11^T/n) / n``,
+    so that ``Cov[g_hat] = factor * Sigma_1`` with ``c^2 = factor / n``."""
+
+    @abc.abstractmethod
+    def factor(self, n: int) -> float: ...
+
+    def sample_weights(self, n, dtype):
+        return jnp.full((n,), 1.0 / n, dtype)
+
+    def weight_noise(self, xi, n):
+        c = math.sqrt(self.factor(n) / n)
+        return c * (xi - jnp.mean(xi))
+
+    def weight_noise_dim(self, n):
+        return n if self.factor(n) > 0 else 0
+
+
+class FullBatch(_CentredBatch):
+    """Full-batch gradient descent: ``g_hat = grad L``, no noise."""
+
+    def factor(self, n):
+        return 0.0
+
+    def label_noise_weight(self, n):
+        return 1.0 / n**2
+
+    def draw(self, key, num_steps, problem, data):
+        return jnp.zeros((num_steps,), jnp.int8)  # no randomness; keeps scan shapes uniform
+
+    def stochastic_gradient(self, problem, theta, data, draw):
+        return self.mean_gradient(problem, theta, data)
+
+    def batch(self, data, draw):
+        return data, self.sample_weights(data.size, data.y.dtype)
+
+
+class WithReplacement(_CentredBatch):
+    """Minibatch of ``batch_size`` indices drawn uniformly with replacement:
+    ``Cov[g_hat] = Sigma_1 / B``."""
+
+    batch_size: int = eqx.field(static=True)
+
+    def factor(self, n):
+        return 1.0 / self.batch_size
+
+    def label_noise_weight(self, n):
+        return 1.0 / (self.batch_size * n)
+
+    def draw(self, key, num_steps, problem, data):
+        return jax.random.randint(key, (num_steps, self.batch_size), 0, data.size)
+
+    def batch(self, data, draw):
+        return _gather(data, draw), jnp.full((self.batch_size,), 1.0 / self.batch_size, data.y.dtype)
+
+    def stochastic_gradient(self, problem, theta, data, draw):
+        b, w = self.batch(data, draw)
+        return jax.grad(problem.weighted_loss)(theta, b, w)
+
+
+class WithoutReplacement(WithReplacement):
+    """Minibatch of ``batch_size`` distinct indices:
+    ``Cov[g_hat] = Sigma_1 (n - B) / (B (n - 1))``."""
+
+    def factor(self, n):
+        b = self.batch_size
+        return (n - b) / (b * (n - 1)) if n > 1 else 0.0
+
+    def draw(self, key, num_steps, problem, data):
+        u = jax.random.uniform(key, (num_steps, data.size))
+        return jnp.argsort(u, axis=-1)[:, : self.batch_size]
+
+
+class Bernoulli(AbstractScheme):
+    """Every sample kept independently with probability ``rho``; ``g_hat = grad sum_i
+    m_i l_i / N`` with a fixed normaliser ``N`` (the paper's matrix completion: entries
+    kept with probability 0.5, summed squared error over 400 entries).
+
+    ``E[g_hat] = (rho / N) sum_i g_i``, ``Cov[g_hat] = rho (1 - rho) / N^2 sum_i g_i g_i^T``
+    (uncentred: the number of kept samples is random)."""
+
+    rho: float = eqx.field(static=True)
+    normalizer: float = eqx.field(static=True)
+
+    def sample_weights(self, n, dtype):
+        return jnp.full((n,), self.rho / self.normalizer, dtype)
+
+    def weight_noise(self, xi, n):
+        return math.sqrt(self.rho * (1 - self.rho)) / self.normalizer * xi
+
+    def weight_noise_dim(self, n):
+        return n if 0 < self.rho < 1 else 0
+
+    def label_noise_weight(self, n):
+        return self.rho / self.normalizer**2
+
+    def draw(self, key, num_steps, problem, data):
+        return jax.random.bernoulli(key, self.rho, (num_steps, data.size))
+
+    def batch(self, data, draw):
+        return data, draw.astype(data.y.dtype) / self.normalizer
+
+    def stochastic_gradient(self, problem, theta, data, draw):
+        b, w = self.batch(data, draw)
+        return jax.grad(problem.weighted_loss)(theta, b, w)
+
+
+class Online(WithReplacement):
+    """Online SGD: a fresh batch of ``batch_size`` samples from ``problem.stream`` at
+    every step. The SDE uses the seed's reference set of ``M = problem.num_reference``
+    samples: drift ``-mean gradient`` and covariance ``Cov_x[g] / B`` estimated on it
+    (with-replacement sampling from the reference set has exactly these moments)."""
+
+    def draw(self, key, num_steps, problem, data):
+        fresh = problem.stream.sample(key, num_steps * self.batch_size, data.y.dtype)
+        return jax.tree_util.tree_map(
+            lambda a: a.reshape((num_steps, self.batch_size) + a.shape[1:]), fresh
+        )
+
+    def batch(self, data, draw):
+        return draw, jnp.full((self.batch_size,), 1.0 / self.batch_size, draw.y.dtype)
+
+
+class LabelNoise(AbstractScheme):
+    """``base`` sampling with fresh label noise ``y -> y + eps``, ``eps ~ N(0, std^2)`` per
+    sampled label entry (the label-noise SGD of Blanc et al. 2020; Li, Wang, Arora 2022).
+
+    For a squared loss the gradient is linear in ``y``, so the extra noise is exactly
+    ``sum_b w_b J_b eps_b`` with ``J_b = grad_theta dl_b/dy``; its covariance adds
+    ``std^2 kappa sum_i J_i J_i^T`` (``kappa`` from the base scheme), realised by
+    ``n * out`` extra diffusion columns."""
+
+    base: AbstractScheme
+    std: float = eqx.field(static=True)
+
+    def sample_weights(self, n, dtype):
+        return self.base.sample_weights(n, dtype)
+
+    def weight_noise(self, xi, n):
+        return self.base.weight_noise(xi, n)
+
+    def weight_noise_dim(self, n):
+        return self.base.weight_noise_dim(n)
+
+    def label_noise_weight(self, n):
+        return self.base.label_noise_weight(n)
+
+    def noise_dim(self, problem, data):
+        return self.base.noise_dim(problem, data) + int(math.prod(data.y.shape))
+
+    def draw(self, key, num_steps, problem, data):
+        kb, ke = jax.random.split(key)
+        base = self.base.draw(kb, num_steps, problem, data)
+        b, _ = jax.vmap(lambda d: self.base.batch(data, d))(base)
+        eps = self.std * jax.random.normal(ke, b.y.shape, data.y.dtype)
+        return base, eps
+
+    def stochastic_gradient(self, problem, theta, data, draw):
+        base, eps = draw
+        b, w = self.base.batch(data, base)
+        noisy = Dataset(b.x, b.y + eps)
+        return jax.grad(problem.weighted_loss)(theta, noisy, w)
+
+    def diffusion_mv(self, problem, theta, data, xi):
+        m0 = self.base.noise_dim(problem, data)
+        base = self.base.diffusion_mv(problem, theta, data, xi[:m0])
+        zeta = xi[m0:].reshape(data.y.shape)
+        coef = self.std * math.sqrt(self.label_noise_weight(data.size))
+
+        def label_term(th):
+            dl_dy = jax.vmap(jax.grad(problem.sample_loss, argnums=2), in_axes=(None, 0, 0))(
+                th, data.x, data.y
+            )
+            return coef * jnp.sum(dl_dy * zeta)
+
+        return base + jax.grad(label_term)(theta)

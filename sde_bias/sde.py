@@ -1,0 +1,241 @@
+"""The SGD-SDE and its integration with diffrax solvers.
+
+The Itô SDE matching SGD to weak order 1 (Li, Tai, E 2017, "Stochastic modified
+equations"; THEORY.md section 1)::
+
+    d theta = mu(theta) dt + sqrt(eta) sigma(theta) dW_t,
+    mu = -E[g_hat] (- (eta/4) grad |E[g_hat]|^2 at order 2),   sigma sigma^T = Cov[g_hat]
+
+with ``t = k eta`` after ``k`` SGD steps and ``W`` an m-dimensional Brownian motion
+(m = number of diffusion columns of the scheme).
+
+Stratonovich solvers (Heun, the SRK family) converge to the Stratonovich solution, so
+they integrate the Itô SDE through the drift correction
+``mu_S = mu - 1/2 sum_j (D s_j) s_j`` with ``s_j = sqrt(eta) sigma e_j`` (one jvp per
+noise column; Kloeden & Platen 1992, eq. 4.9.7).
+
+Fixed-step ensembles do NOT go through ``diffrax.diffeqsolve``: its step loop costs up
+to ~80x a plain ``lax.scan`` on cheap SDEs (diffrax issue 517) and
+``VirtualBrownianTree`` is slower still (issue 489). Instead :class:`SDEStepper` calls the
+diffrax solver's own ``step`` inside the chunked ``lax.scan`` of
+``sde_bias.integrate``, with Brownian increments drawn for a whole block of steps at once
+and handed to the solver through :class:`PreDrawnIncrement`. The solvers' maths is
+diffrax's; only the loop is ours. Adaptive stepping keeps ``diffeqsolve`` with a
+``VirtualBrownianTree`` (:func:`solve_adaptive`).
+"""
+
+import math
+from typing import Any
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from .data import Dataset
+
+
+class PreDrawnIncrement(diffrax.AbstractBrownianPath):
+    """A 'Brownian path' that returns one pre-drawn increment whatever interval is asked.
+
+    Valid only for a solver step over exactly the interval the increment was drawn for
+    (which is how :class:`SDEStepper` uses it)."""
+
+    increment: Any
+    levy_area: type = eqx.field(static=True)
+
+    @property
+    def t0(self):
+        return -jnp.inf
+
+    @property
+    def t1(self):
+        return jnp.inf
+
+    def evaluate(self, t0, t1=None, left=True, use_levy=False):
+        if use_levy:
+            return self.increment
+        return self.increment.W
+
+
+class SGDSDE(eqx.Module):
+    """Drift and diffusion of the SGD-SDE for a problem and learning rate.
+
+    ``args`` of every vector field is the seed's :class:`~sde_bias.data.Dataset`."""
+
+    problem: Any
+    lr: float
+    order2: bool = eqx.field(static=True, default=False)
+
+    def mean_gradient(self, theta, data: Dataset) -> Float[Array, " p"]:
+        return self.problem.scheme.mean_gradient(self.problem, theta, data) + self.problem.penalty_gradient(theta)
+
+    def drift(self, t, theta, data: Dataset) -> Float[Array, " p"]:
+        """``mu = -E[g_hat]``, with the order-2 modified-loss term if asked."""
+        if not self.order2:
+            return -self.mean_gradient(theta, data)
+        g, vjp = jax.vjp(lambda th: self.mean_gradient(th, data), theta)
+        # grad |m|^2 = 2 Dm^T m, so mu2 = -m - (eta/4) * 2 Dm^T m
+        return -g - 0.5 * self.lr * vjp(g)[0]
+
+    def noise_dim(self, data: Dataset) -> int:
+        return self.problem.scheme.noise_dim(self.problem, data)
+
+    def diffusion_mv(self, theta, data: Dataset, xi) -> Float[Array, " p"]:
+        """``sqrt(eta) sigma(theta) xi``."""
+        return math.sqrt(self.lr) * self.problem.scheme.diffusion_mv(self.problem, theta, data, xi)
+
+    def diffusion_operator(self, t, theta, data: Dataset) -> lx.FunctionLinearOperator:
+        """Matrix-free diffusion: a lineax operator applying ``sqrt(eta) sigma``."""
+        m = self.noise_dim(data)
+        return lx.FunctionLinearOperator(
+            lambda xi: self.diffusion_mv(theta, data, xi), jax.ShapeDtypeStruct((m,), theta.dtype)
+        )
+
+    def diffusion_matrix(self, t, theta, data: Dataset) -> Float[Array, "p m"]:
+        """Dense ``sqrt(eta) sigma`` (needed by Milstein)."""
+        m = self.noise_dim(data)
+        return jax.jacfwd(lambda xi: self.diffusion_mv(theta, data, xi))(jnp.zeros((m,), theta.dtype))
+
+    def ito_to_stratonovich(self, theta, data: Dataset) -> Float[Array, " p"]:
+        """``-1/2 sum_j (D s_j) s_j`` with ``s_j = sqrt(eta) sigma e_j``: one jvp per column."""
+        m = self.noise_dim(data)
+
+        def column_term(e):
+            col = lambda th: self.diffusion_mv(th, data, e)  # noqa: E731
+            return jax.jvp(col, (theta,), (col(theta),))[1]
+
+        eye = jnp.eye(m, dtype=theta.dtype)
+        return -0.5 * jnp.sum(jax.lax.map(column_term, eye, batch_size=min(m, 64)), axis=0)
+
+    def stratonovich_drift(self, t, theta, data: Dataset) -> Float[Array, " p"]:
+        return self.drift(t, theta, data) + self.ito_to_stratonovich(theta, data)
+
+
+def is_stratonovich(solver) -> bool:
+    return isinstance(solver, diffrax.AbstractStratonovichSolver)
+
+
+def needs_levy_area(solver) -> bool:
+    return isinstance(solver, diffrax.AbstractSRK)
+
+
+class SDEStepper(eqx.Module):
+    """One fixed step of a diffrax solver on the SGD-SDE, driven by pre-drawn increments.
+
+    ``substeps`` SDE steps of size ``dt = eta / substeps`` make one unit step (one SGD
+    step of time ``eta``). Itô solvers (Euler, ItoMilstein) integrate the drift as is;
+    Stratonovich solvers get :meth:`SGDSDE.ito_to_stratonovich` added (unless
+    ``ito_correction=False``, which exists to show that the correction is needed)."""
+
+    sde: SGDSDE
+    solver: diffrax.AbstractSolver
+    substeps: int = eqx.field(static=True, default=1)
+    ito_correction: bool = eqx.field(static=True, default=True)
+    dense_diffusion: bool = eqx.field(static=True, default=False)
+
+    @property
+    def dt(self) -> float:
+        return self.sde.lr / self.substeps
+
+    def _terms(self, increment):
+        strat = is_stratonovich(self.solver) and self.ito_correction
+        drift = diffrax.ODETerm(self.sde.stratonovich_drift if strat else self.sde.drift)
+        vf = self.sde.diffusion_matrix if self.dense_diffusion else self.sde.diffusion_operator
+        levy = diffrax.SpaceTimeLevyArea if needs_levy_area(self.solver) else diffrax.BrownianIncrement
+        return diffrax.MultiTerm(drift, diffrax.ControlTerm(vf, PreDrawnIncrement(increment, levy)))
+
+    def init(self, theta, data):
+        return None
+
+    def draw(self, key: PRNGKeyArray, num_steps: int, data: Dataset, dtype):
+        """Increments ``dW ~ N(0, dt)`` (and space-time Lévy areas ``H ~ N(0, dt/12)``,
+        independent of ``dW``, for SRK solvers) for ``num_steps`` steps."""
+        m = self.sde.noise_dim(data)
+        kw, kh = jax.random.split(key)
+        dw = math.sqrt(self.dt) * jax.random.normal(kw, (num_steps, m), dtype)
+        if needs_levy_area(self.solver):
+            h = math.sqrt(self.dt / 12) * jax.random.normal(kh, (num_steps, m), dtype)
+            return dw, h
+        return dw, None
+
+    def step(self, theta, aux, data, draw):
+        dw, h = draw
+        dt = jnp.asarray(self.dt, theta.dtype)
+        inc = (
+            diffrax.SpaceTimeLevyArea(dt, dw, h)
+            if h is not None
+            else diffrax.BrownianIncrement(dt, dw)
+        )
+        terms = self._terms(inc)
+        zero = jnp.zeros((), theta.dtype)
+        theta1, _, _, _, _ = self.solver.step(terms, zero, dt, theta, data, None, False)
+        return theta1, aux
+
+
+def check_commutative_noise(sde: SGDSDE, theta, data, rtol: float = 1e-6) -> float:
+    """Largest Lie bracket ``|[s_j, s_k]| = |Ds_k s_j - Ds_j s_k|`` of the noise columns at
+    ``theta``, relative to ``max |Ds| |s|``. Milstein's method (diffrax.ItoMilstein) is
+    valid only when it is zero (commutative noise)."""
+    m = sde.noise_dim(data)
+    if m <= 1:
+        return 0.0
+    eye = jnp.eye(m, dtype=theta.dtype)
+    cols = jax.vmap(lambda e: sde.diffusion_mv(theta, data, e))(eye)  # [m, p]
+
+    def d_col(e, v):
+        return jax.jvp(lambda th: sde.diffusion_mv(th, data, e), (theta,), (v,))[1]
+
+    # D s_k [s_j] for all j, k
+    dd = jax.vmap(lambda e: jax.vmap(lambda v: d_col(e, v))(cols))(eye)  # [k, j, p]
+    bracket = dd - jnp.swapaxes(dd, 0, 1)
+    scale = jnp.max(jnp.abs(dd)) + jnp.finfo(theta.dtype).tiny
+    return float(jnp.max(jnp.abs(bracket)) / scale)
+
+
+def solve_adaptive(
+    sde: SGDSDE,
+    solver: diffrax.AbstractSolver,
+    theta0: Float[Array, " p"],
+    data: Dataset,
+    key: PRNGKeyArray,
+    save_times: Float[Array, " r"],
+    t_start: float,
+    t_final: float,
+    rtol: float = 1e-3,
+    atol: float = 1e-6,
+    dt0: float | None = None,
+    brownian_tol: float | None = None,
+    max_steps: int = 1_000_000,
+    ito_correction: bool = True,
+):
+    """Adaptive-step integration of one trajectory with ``diffeqsolve`` and a
+    ``VirtualBrownianTree`` on ``[0, t_final]`` (so that a run split into several calls
+    sees the same Brownian path). Returns ``(ys [r, p], ok)``."""
+    m = sde.noise_dim(data)
+    dt0 = dt0 if dt0 is not None else sde.lr
+    brownian_tol = brownian_tol if brownian_tol is not None else sde.lr / 16
+    levy = diffrax.SpaceTimeLevyArea if needs_levy_area(solver) else diffrax.BrownianIncrement
+    bm = diffrax.VirtualBrownianTree(
+        0.0, t_final, tol=brownian_tol, shape=(m,), key=key, levy_area=levy
+    )
+    strat = is_stratonovich(solver) and ito_correction
+    drift = diffrax.ODETerm(sde.stratonovich_drift if strat else sde.drift)
+    terms = diffrax.MultiTerm(drift, diffrax.ControlTerm(sde.diffusion_operator, bm))
+    sol = diffrax.diffeqsolve(
+        terms,
+        solver,
+        t_start,
+        save_times[-1],
+        dt0,
+        theta0,
+        args=data,
+        saveat=diffrax.SaveAt(ts=save_times),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps,
+        throw=False,
+    )
+    ok = sol.result == diffrax.RESULTS.successful
+    return sol.ys, ok
