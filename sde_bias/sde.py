@@ -24,8 +24,9 @@ diffrax's; only the loop is ours. Adaptive stepping keeps ``diffeqsolve`` with a
 ``VirtualBrownianTree`` (:func:`solve_adaptive`).
 """
 
+import abc
 import math
-from typing import Any
+from typing import Any, Callable
 
 import diffrax
 import equinox as eqx
@@ -60,16 +61,95 @@ class PreDrawnIncrement(diffrax.AbstractBrownianPath):
         return self.increment.W
 
 
-class SGDSDE(eqx.Module):
+class AbstractSDE(eqx.Module):
+    """An Itô SDE ``dy = drift(y) dt + diffusion(y) dW`` with matrix-free diffusion.
+
+    Subclasses give :meth:`drift`, :meth:`diffusion_mv` (``diffusion(y) @ xi``),
+    :meth:`noise_dim` and :attr:`time_step` (the unit of time of one runner step).
+    Vector fields take diffrax's ``(t, y, args)``; ``args`` is the seed's data."""
+
+    @abc.abstractmethod
+    def drift(self, t, y, args) -> Float[Array, " p"]: ...
+
+    @abc.abstractmethod
+    def diffusion_mv(self, y, args, xi) -> Float[Array, " p"]: ...
+
+    @abc.abstractmethod
+    def noise_dim(self, args) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def time_step(self) -> float: ...
+
+    def diffusion_operator(self, t, y, args) -> lx.FunctionLinearOperator:
+        """Matrix-free diffusion as a lineax operator (one ``diffusion_mv`` per use)."""
+        m = self.noise_dim(args)
+        return lx.FunctionLinearOperator(
+            lambda xi: self.diffusion_mv(y, args, xi), jax.ShapeDtypeStruct((m,), y.dtype)
+        )
+
+    def diffusion_matrix(self, t, y, args) -> Float[Array, "p m"]:
+        """Dense diffusion [p, m] (needed by Milstein): the Jacobian of the linear map."""
+        m = self.noise_dim(args)
+        return jax.jacfwd(lambda xi: self.diffusion_mv(y, args, xi))(jnp.zeros((m,), y.dtype))
+
+    def ito_to_stratonovich(self, y, args) -> Float[Array, " p"]:
+        """``-1/2 sum_j (D s_j) s_j`` over the diffusion columns ``s_j``: one jvp per column."""
+        m = self.noise_dim(args)
+
+        def column_term(e):
+            col = lambda th: self.diffusion_mv(th, args, e)  # noqa: E731
+            return jax.jvp(col, (y,), (col(y),))[1]
+
+        eye = jnp.eye(m, dtype=y.dtype)
+        return -0.5 * jnp.sum(jax.lax.map(column_term, eye, batch_size=min(m, 64)), axis=0)
+
+    def stratonovich_drift(self, t, y, args) -> Float[Array, " p"]:
+        """Drift of the Stratonovich SDE with the same solution as this Itô SDE."""
+        return self.drift(t, y, args) + self.ito_to_stratonovich(y, args)
+
+
+class CustomSDE(AbstractSDE):
+    """A user SDE from plain functions: ``drift_fn(y, args)``, ``diffusion_fn(y, args, xi)``.
+
+    Lets every solver path of :class:`SDEStepper` be tested on SDEs with closed forms
+    (geometric Brownian motion, Ornstein-Uhlenbeck, projected noise)."""
+
+    drift_fn: Callable
+    diffusion_fn: Callable
+    dim_noise: int = eqx.field(static=True)
+    dt_unit: float = eqx.field(static=True, default=1.0)
+
+    def drift(self, t, y, args):
+        return self.drift_fn(y, args)
+
+    def diffusion_mv(self, y, args, xi):
+        return self.diffusion_fn(y, args, xi)
+
+    def noise_dim(self, args):
+        return self.dim_noise
+
+    @property
+    def time_step(self):
+        return self.dt_unit
+
+
+class SGDSDE(AbstractSDE):
     """Drift and diffusion of the SGD-SDE for a problem and learning rate.
 
-    ``args`` of every vector field is the seed's :class:`~sde_bias.data.Dataset`."""
+    ``args`` of every vector field is the seed's :class:`~sde_bias.data.Dataset`.
+    One unit step is one SGD step, of time ``eta``."""
 
     problem: Any
     lr: float
     order2: bool = eqx.field(static=True, default=False)
 
+    @property
+    def time_step(self):
+        return self.lr
+
     def mean_gradient(self, theta, data: Dataset) -> Float[Array, " p"]:
+        """``E[g_hat]`` plus the penalty gradient."""
         return self.problem.scheme.mean_gradient(self.problem, theta, data) + self.problem.penalty_gradient(theta)
 
     def drift(self, t, theta, data: Dataset) -> Float[Array, " p"]:
@@ -86,32 +166,6 @@ class SGDSDE(eqx.Module):
     def diffusion_mv(self, theta, data: Dataset, xi) -> Float[Array, " p"]:
         """``sqrt(eta) sigma(theta) xi``."""
         return math.sqrt(self.lr) * self.problem.scheme.diffusion_mv(self.problem, theta, data, xi)
-
-    def diffusion_operator(self, t, theta, data: Dataset) -> lx.FunctionLinearOperator:
-        """Matrix-free diffusion: a lineax operator applying ``sqrt(eta) sigma``."""
-        m = self.noise_dim(data)
-        return lx.FunctionLinearOperator(
-            lambda xi: self.diffusion_mv(theta, data, xi), jax.ShapeDtypeStruct((m,), theta.dtype)
-        )
-
-    def diffusion_matrix(self, t, theta, data: Dataset) -> Float[Array, "p m"]:
-        """Dense ``sqrt(eta) sigma`` (needed by Milstein)."""
-        m = self.noise_dim(data)
-        return jax.jacfwd(lambda xi: self.diffusion_mv(theta, data, xi))(jnp.zeros((m,), theta.dtype))
-
-    def ito_to_stratonovich(self, theta, data: Dataset) -> Float[Array, " p"]:
-        """``-1/2 sum_j (D s_j) s_j`` with ``s_j = sqrt(eta) sigma e_j``: one jvp per column."""
-        m = self.noise_dim(data)
-
-        def column_term(e):
-            col = lambda th: self.diffusion_mv(th, data, e)  # noqa: E731
-            return jax.jvp(col, (theta,), (col(theta),))[1]
-
-        eye = jnp.eye(m, dtype=theta.dtype)
-        return -0.5 * jnp.sum(jax.lax.map(column_term, eye, batch_size=min(m, 64)), axis=0)
-
-    def stratonovich_drift(self, t, theta, data: Dataset) -> Float[Array, " p"]:
-        return self.drift(t, theta, data) + self.ito_to_stratonovich(theta, data)
 
 
 def is_stratonovich(solver) -> bool:
@@ -130,7 +184,7 @@ class SDEStepper(eqx.Module):
     Stratonovich solvers get :meth:`SGDSDE.ito_to_stratonovich` added (unless
     ``ito_correction=False``, which exists to show that the correction is needed)."""
 
-    sde: SGDSDE
+    sde: AbstractSDE
     solver: diffrax.AbstractSolver
     substeps: int = eqx.field(static=True, default=1)
     ito_correction: bool = eqx.field(static=True, default=True)
@@ -138,7 +192,7 @@ class SDEStepper(eqx.Module):
 
     @property
     def dt(self) -> float:
-        return self.sde.lr / self.substeps
+        return self.sde.time_step / self.substeps
 
     def _terms(self, increment):
         strat = is_stratonovich(self.solver) and self.ito_correction
@@ -175,7 +229,7 @@ class SDEStepper(eqx.Module):
         return theta1, aux
 
 
-def check_commutative_noise(sde: SGDSDE, theta, data, rtol: float = 1e-6) -> float:
+def check_commutative_noise(sde: AbstractSDE, theta, data, rtol: float = 1e-6) -> float:
     """Largest Lie bracket ``|[s_j, s_k]| = |Ds_k s_j - Ds_j s_k|`` of the noise columns at
     ``theta``, relative to ``max |Ds| |s|``. Milstein's method (diffrax.ItoMilstein) is
     valid only when it is zero (commutative noise)."""
@@ -196,7 +250,7 @@ def check_commutative_noise(sde: SGDSDE, theta, data, rtol: float = 1e-6) -> flo
 
 
 def solve_adaptive(
-    sde: SGDSDE,
+    sde: AbstractSDE,
     solver: diffrax.AbstractSolver,
     theta0: Float[Array, " p"],
     data: Dataset,
@@ -215,8 +269,8 @@ def solve_adaptive(
     ``VirtualBrownianTree`` on ``[0, t_final]`` (so that a run split into several calls
     sees the same Brownian path). Returns ``(ys [r, p], ok)``."""
     m = sde.noise_dim(data)
-    dt0 = dt0 if dt0 is not None else sde.lr
-    brownian_tol = brownian_tol if brownian_tol is not None else sde.lr / 16
+    dt0 = dt0 if dt0 is not None else sde.time_step
+    brownian_tol = brownian_tol if brownian_tol is not None else sde.time_step / 16
     levy = diffrax.SpaceTimeLevyArea if needs_levy_area(solver) else diffrax.BrownianIncrement
     bm = diffrax.VirtualBrownianTree(
         0.0, t_final, tol=brownian_tol, shape=(m,), key=key, levy_area=levy
