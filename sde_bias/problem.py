@@ -55,7 +55,8 @@ class Problem(eqx.Module):
         return self.loss(self.model.predict(theta, x), y)
 
     def per_sample_losses(self, theta, data: Dataset) -> Float[Array, " n"]:
-        return jax.vmap(self.sample_loss, in_axes=(None, 0, 0))(theta, data.x, data.y)
+        f = self.model.predict_batch(theta, data.x)
+        return jax.vmap(self.loss)(f, data.y)
 
     def weighted_loss(self, theta, data: Dataset, weights: Float[Array, " n"]) -> Float[Array, ""]:
         """``sum_i w_i l_i(theta)``; its gradient is every stochastic gradient here."""

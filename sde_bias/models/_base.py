@@ -63,6 +63,12 @@ class AbstractModel(eqx.Module):
     def section(self, q: Float[Array, " d"]) -> Float[Array, " p"]:
         """The balanced representative of the orbit with invariants ``q``."""
 
+    def predict_batch(self, theta: Float[Array, " p"], xs) -> Float[Array, "n ..."]:
+        """The predictor on a batch of inputs (leading axis). Defaults to ``vmap`` of
+        :meth:`predict`; models override it when a batched form is much faster (e.g.
+        matrix completion: one matmul, then a gather)."""
+        return jax.vmap(lambda x: self.predict(theta, x))(xs)
+
     # ------------------------------------------------------------------ blocks
     @property
     def num_params(self) -> int:
