@@ -1,0 +1,616 @@
+"""From a validated :class:`~sde_bias.scenario.Scenario` to arrays and runners.
+
+- :func:`build_problem`: the model, data, loss, penalty and sampling scheme as a
+  :class:`~sde_bias.problem.Problem` (plus the generated data worth storing);
+- :func:`build_setup`: everything a run needs: seeds, per-seed keys, initial parameters,
+  per-seed data and the observer;
+- :func:`make_runner`: one runner per solver preset (discrete steppers, fixed-step SDE
+  steppers, adaptive diffeqsolve).
+
+Randomness (the same for every runner, so SGD, GD and the SDE start from identical
+``theta0`` and use the same seeds): seed ``i`` has the raw key
+``seed_key = PRNGKey(seeds.base + i)``; initial parameters come from
+``fold_in(seed_key, 0)``, the run's noise from ``fold_in(seed_key, 1)``, per-seed
+reference data (online learning) from ``fold_in(seed_key, 2)``. The dataset, shared by all
+seeds, comes from ``data_key = PRNGKey(data.seed)``: the teacher or generator from
+``fold_in(data_key, 0)``, training samples from ``fold_in(data_key, 1)``, test samples
+from ``fold_in(data_key, 2)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import observables as _observables
+from .data import Dataset, TeacherStream
+from .losses import L1Penalty, NoPenalty, SquaredLoss
+from .problem import Problem
+from .scenario import (
+    Scenario,
+    ScenarioError,
+    _model_blocks,
+    model_input_shape,
+)
+
+# ---------------------------------------------------------------------------
+# precision
+# ---------------------------------------------------------------------------
+
+
+def ensure_precision(sc: Scenario):
+    """Enable float64 in JAX if the scenario asks for it (must happen before arrays are
+    made). float32 scenarios run in float32 whatever the global setting."""
+    if sc.precision == "float64" and not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+
+
+def dtype_of(sc: Scenario):
+    return jnp.float64 if sc.precision == "float64" else jnp.float32
+
+
+def _error(sc: Scenario, path: str, message: str, value: Any = None):
+    from .scenario import _NOVALUE
+
+    label = sc.source if not sc.variant else f"{sc.source} [variant {sc.variant}]"
+    return ScenarioError(label, [(path, message, _NOVALUE if value is None else value)])
+
+
+# ---------------------------------------------------------------------------
+# models and initialisation
+# ---------------------------------------------------------------------------
+
+
+def build_model(cfg):
+    """The model object for a model config."""
+    from . import models as M
+
+    t = cfg.type
+    if t == "scalar_product":
+        return M.ScalarProduct()
+    if t == "linear":
+        return M.Linear(cfg.dim, M.make_features(cfg.features, cfg.dim))
+    if t == "hadamard":
+        return M.Hadamard(cfg.dim, M.make_features(cfg.features, cfg.dim))
+    if t == "deep_hadamard":
+        return M.DeepHadamard(cfg.dim, cfg.depth, M.make_features(cfg.features, cfg.dim))
+    if t == "matrix_factorization":
+        return M.MatrixFactorization(cfg.rows, cfg.rank, cfg.cols)
+    if t == "relu":
+        return M.TwoLayerReLU(cfg.in_dim, cfg.hidden, cfg.out_dim)
+    if t == "attention":
+        return M.Attention(cfg.seq_len, cfg.embed_dim, cfg.head_dim, cfg.value_dim, cfg.output_dim)
+    if t == "cumsum_hadamard":
+        return M.CumsumHadamard(cfg.length)
+    raise AssertionError(t)
+
+
+def log_scales_array(spec, n: int, dtype) -> jax.Array:
+    """``init.unbalance.log_scales`` as an array of length ``n``."""
+    if isinstance(spec, dict):
+        a, b = spec["linspace"]
+        return jnp.linspace(a, b, n, dtype=dtype)
+    if isinstance(spec, list):
+        return jnp.asarray(spec, dtype)
+    return jnp.full((n,), spec, dtype)
+
+
+def apply_unbalance(model, cfg, theta, s):
+    """Move ``theta`` along its orbit by the diagonal group element ``exp(s)``."""
+    from . import models as M
+
+    if cfg.type == "relu":
+        return M.unbalance_units(model, theta, s)
+    if cfg.type == "attention":
+        return M.unbalance_columns(model, theta, s)
+    if cfg.type == "matrix_factorization":
+        return model.action(theta, jnp.diag(s).ravel())
+    return model.action(theta, s)
+
+
+def _draw_scalar(spec, key, dtype):
+    if isinstance(spec, dict):
+        (kind, (a, b)), = spec.items()
+        if kind == "abs_normal":
+            return a + b * jnp.abs(jax.random.normal(key, (), dtype))
+        return jax.random.uniform(key, (), dtype, a, b)
+    return jnp.asarray(spec, dtype)
+
+
+def make_init_fn(model, model_cfg, init_cfg, dtype) -> Callable:
+    """``key -> theta``: ``point + std * N(0, 1)`` per block (Gaussian keys: one split of
+    ``fold_in(key, 0)`` per block, in block order), then ``unbalance``, then
+    ``block_scale`` (random factors from ``fold_in(fold_in(key, 1), i)`` for the i-th
+    listed block)."""
+    shapes = _model_blocks(model_cfg)
+    point = init_cfg.point or {}
+    std = init_cfg.std
+    unbalance = init_cfg.unbalance
+    block_scale = init_cfg.block_scale or {}
+    from .scenario import unbalance_length
+
+    def init(key):
+        kg = jax.random.split(jax.random.fold_in(key, 0), len(shapes))
+        ks = jax.random.fold_in(key, 1)
+        blocks = {}
+        for k, (name, shape) in zip(kg, shapes.items()):
+            mean = jnp.broadcast_to(jnp.asarray(point.get(name, 0.0), dtype), shape)
+            s = std.get(name, 0.0) if isinstance(std, dict) else (std or 0.0)
+            blocks[name] = mean + jnp.asarray(s, dtype) * jax.random.normal(k, shape, dtype)
+        theta = model.flatten(blocks)
+        if unbalance is not None:
+            s = log_scales_array(unbalance.log_scales, unbalance_length(model_cfg), dtype)
+            theta = apply_unbalance(model, model_cfg, theta, s)
+        if block_scale:
+            blocks = dict(model.unflatten(theta))
+            for i, (name, spec) in enumerate(block_scale.items()):
+                blocks[name] = blocks[name] * _draw_scalar(spec, jax.random.fold_in(ks, i), dtype)
+            theta = model.flatten(blocks)
+        return theta.astype(dtype)
+
+    return init
+
+
+# ---------------------------------------------------------------------------
+# data and problem
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class BuiltProblem:
+    """A problem and the generated data worth storing (``extras``: name -> array)."""
+
+    scenario: Scenario
+    problem: Problem
+    dtype: Any
+    extras: dict[str, np.ndarray]
+
+
+def _scheme(sc: Scenario, n_train: int | None):
+    from . import noise as N
+
+    cfg = sc.noise
+    s = cfg.scheme
+    if s == "full_batch":
+        base = N.FullBatch()
+    elif s == "with_replacement":
+        base = N.WithReplacement(cfg.batch_size)
+    elif s == "without_replacement":
+        base = N.WithoutReplacement(cfg.batch_size)
+    elif s == "bernoulli":
+        base = N.Bernoulli(cfg.rho, float(cfg.normalizer if cfg.normalizer is not None else n_train))
+    elif s == "online":
+        base = N.Online(cfg.batch_size)
+    else:  # pragma: no cover - the schema rejects it
+        raise AssertionError(s)
+    if cfg.label_noise > 0:
+        return N.LabelNoise(base, float(cfg.label_noise))
+    return base
+
+
+def _all_entries(target) -> Dataset:
+    rows, cols = target.shape
+    ii, jj = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    idx = np.stack([ii.ravel(), jj.ravel()], axis=1).astype(np.int32)
+    return Dataset(jnp.asarray(idx), jnp.ravel(target))
+
+
+@eqx.filter_jit
+def _sample_jit(stream, key, num, dtype):
+    return stream.sample(key, num, dtype)
+
+
+def _sample(stream, key, num: int, dtype):
+    return _sample_jit(stream, key, num, dtype)
+
+
+def build_problem(sc: Scenario) -> BuiltProblem:
+    """Build the :class:`~sde_bias.problem.Problem` of a scenario (deterministic: the data
+    depend only on ``data.seed``)."""
+    from . import data as D
+
+    ensure_precision(sc)
+    dtype = dtype_of(sc)
+    model = build_model(sc.model)
+    d = sc.data
+    dkey = jax.random.PRNGKey(d.seed)
+    k0, k1, k2 = (jax.random.fold_in(dkey, i) for i in range(3))
+    train = stream = test = target = None
+    extras: dict[str, np.ndarray] = {}
+
+    if d.type == "fixed":
+        xdt = jnp.int32 if sc.model.type == "matrix_factorization" else dtype
+        train = Dataset(jnp.asarray(d.x, xdt), jnp.asarray(d.y, dtype))
+        if d.target is not None:
+            target = jnp.asarray(d.target, dtype).reshape(-1)
+    elif d.type == "teacher_student":
+        tcfg = d.teacher.model or sc.model
+        teacher = build_model(tcfg)
+        teacher_theta = _jitted_init(teacher, tcfg, d.teacher, dtype, batched=False)(k0)
+        extras["teacher_params"] = np.asarray(teacher_theta)
+        stream = TeacherStream(teacher, teacher_theta, model_input_shape(sc.model), float(d.noise_std))
+        if d.n_train is not None:
+            train, stream = _sample(stream, k1, d.n_train, dtype), None
+            s_for_test = TeacherStream(teacher, teacher_theta, model_input_shape(sc.model), float(d.noise_std))
+        else:
+            s_for_test = stream
+        if d.n_test is not None:
+            test = _sample(s_for_test, k2, d.n_test, dtype)
+    elif d.type == "completion":
+        size = sc.model.rows
+        m_star = jax.jit(D.low_rank_target, static_argnums=(1, 2, 3))(k0, size, tuple(d.singular_values), dtype)
+        train, mask = D.completion_dataset(k1, m_star, d.observe_prob)
+        if train.size == 0:
+            raise _error(sc, "data.observe_prob", f"no entry observed with data.seed = {d.seed}", d.observe_prob)
+        test = _all_entries(m_star)
+        target = jnp.ravel(m_star)
+        extras["target_matrix"] = np.asarray(m_star)
+        extras["observed_mask"] = np.asarray(mask).astype(np.int8)
+    elif d.type == "sparse_cosine":
+        train, test, w = jax.jit(D.sparse_cosine_signal, static_argnums=(1, 2, 3, 4, 5, 6))(
+            k0, sc.model.dim, d.nnz, d.n_train, d.n_test, float(d.noise_std), dtype
+        )
+        target = w
+    elif d.type == "step_signal":
+        s_star = jnp.concatenate([jnp.full((int(n),), v, dtype) for v, n in d.pieces])
+        train, _ = jax.jit(D.compressed_measurements, static_argnums=(2, 3))(
+            k0, s_star, d.num_measurements, float(d.noise_std)
+        )
+        target = s_star
+    else:  # pragma: no cover
+        raise AssertionError(d.type)
+
+    if train is not None:
+        extras["train_x"] = np.asarray(train.x)
+        extras["train_y"] = np.asarray(train.y)
+        n_train = train.size
+        b = sc.noise.batch_size
+        if b is not None and sc.noise.scheme != "online" and b > n_train:
+            raise _error(sc, "noise.batch_size", f"larger than the dataset ({n_train} samples)", b)
+    else:
+        n_train = None
+    if target is not None:
+        extras["target"] = np.asarray(target)
+        q_shape = jax.eval_shape(model.invariants, jnp.zeros((model.num_params,), dtype)).shape
+        if tuple(target.shape) != tuple(q_shape):
+            raise _error(
+                sc, "data.target", f"must have {math.prod(q_shape)} entries, like the model's invariants", tuple(target.shape)
+            )
+
+    penalty = L1Penalty(float(sc.penalty.l1)) if sc.penalty is not None and sc.penalty.l1 > 0 else NoPenalty()
+    problem = Problem(
+        model,
+        _scheme(sc, n_train),
+        SquaredLoss(sc.loss.reduction, float(sc.loss.scale)),
+        train=train,
+        stream=stream,
+        num_reference=sc.noise.num_reference,
+        test=test,
+        target=target,
+        penalty=penalty,
+    )
+    avail = set(_observables.available(problem))
+    for i, name in enumerate(sc.record):
+        if name not in avail:
+            raise _error(
+                sc, f"record[{i}]", f"observable {name!r} is not available for this problem; available: {', '.join(sorted(avail))}"
+            )
+    # one evaluation of the predictor: shape errors in inline data surface here
+    try:
+        jax.eval_shape(
+            lambda th: _observables.make_observer(problem, sc.record)(th, train if train is not None else stream.sample(k1, 2, dtype)),
+            jnp.zeros((model.num_params,), dtype),
+        )
+    except (TypeError, ValueError) as e:
+        raise _error(sc, "data", f"the model cannot evaluate this data: {e}") from None
+    return BuiltProblem(sc, problem, dtype, extras)
+
+
+# ---------------------------------------------------------------------------
+# run setup: seeds, theta0, per-seed data, observer
+# ---------------------------------------------------------------------------
+
+
+class Observer(eqx.Module):
+    """``observe(theta, data) -> {name: value}`` as an equinox Module (the problem's
+    arrays are its leaves), so that compiled chunks are reused by every run of the same
+    shapes in a process instead of being recompiled for each new closure."""
+
+    problem: Any
+    names: tuple[str, ...] = eqx.field(static=True)
+
+    def __call__(self, theta, data):
+        return _observables.make_observer(self.problem, list(self.names))(theta, data)
+
+
+@dataclasses.dataclass
+class RunSetup:
+    scenario: Scenario
+    problem: Problem
+    dtype: Any
+    extras: dict[str, np.ndarray]
+    seeds: np.ndarray  # [S] int
+    seed_keys: jax.Array  # [S, 2] raw keys
+    theta0: jax.Array  # [S, p]
+    run_keys: jax.Array  # [S, 2] = fold_in(seed_key, 1)
+    data: Any  # Dataset, batched over seeds when data_batched
+    data_batched: bool
+    observe: Callable
+    record: list[str]
+
+    @property
+    def num_seeds(self) -> int:
+        return int(self.seeds.shape[0])
+
+
+_INIT_CACHE: dict = {}
+
+
+def _jitted_init(model, model_cfg, init_cfg, dtype, batched: bool):
+    """Compiled ``key -> theta`` (or ``seed keys [S, 2] -> theta0 [S, p]`` with
+    ``fold_in(key, 0)``), cached by configuration so repeated builds reuse it."""
+    cache_key = (model_cfg.model_dump_json(), init_cfg.model_dump_json(), jnp.dtype(dtype).name, batched)
+    fn = _INIT_CACHE.get(cache_key)
+    if fn is None:
+        init = make_init_fn(model, model_cfg, init_cfg, dtype)
+        if batched:
+            fn = jax.jit(jax.vmap(lambda k: init(jax.random.fold_in(k, 0))))
+        else:
+            fn = jax.jit(init)
+        _INIT_CACHE[cache_key] = fn
+    return fn
+
+
+@jax.jit
+def _fold_all_jit(keys, i):
+    return jax.vmap(lambda k: jax.random.fold_in(k, i))(keys)
+
+
+def _fold_all(keys, i: int):
+    return _fold_all_jit(keys, i)
+
+
+@eqx.filter_jit
+def _seed_data(problem, keys, dtype):
+    """Per-seed reference data (online learning) from ``fold_in(seed_key, 2)``."""
+    return jax.vmap(lambda k: problem.seed_data(jax.random.fold_in(k, 2), dtype))(keys)
+
+
+def seed_keys(sc: Scenario) -> jax.Array:
+    seeds = jnp.asarray(sc.seed_list, jnp.uint32)
+    return jax.vmap(jax.random.PRNGKey)(seeds)
+
+
+def build_setup(sc: Scenario, built: BuiltProblem | None = None) -> RunSetup:
+    built = built or build_problem(sc)
+    problem, dtype = built.problem, built.dtype
+    keys = seed_keys(sc)
+    theta0 = _jitted_init(problem.model, sc.model, sc.init, dtype, batched=True)(keys)
+    run_keys = _fold_all(keys, 1)
+    if problem.online:
+        data = _seed_data(problem, keys, dtype)
+        batched = True
+    else:
+        data, batched = problem.train, False
+    _observables.make_observer(problem, list(sc.record))  # unknown names fail here
+    observe = Observer(problem, tuple(sc.record))
+    return RunSetup(
+        scenario=sc,
+        problem=problem,
+        dtype=dtype,
+        extras=built.extras,
+        seeds=np.asarray(sc.seed_list, np.int64),
+        seed_keys=keys,
+        theta0=theta0,
+        run_keys=run_keys,
+        data=data,
+        data_batched=batched,
+        observe=observe,
+        record=list(sc.record),
+    )
+
+
+def seed_slice(tree, i):
+    return jax.tree_util.tree_map(lambda a: a[i], tree)
+
+
+# ---------------------------------------------------------------------------
+# runners
+# ---------------------------------------------------------------------------
+
+
+class FixedStepRunner:
+    """A stepper of :mod:`sde_bias.integrate` (discrete or fixed-step SDE)."""
+
+    def __init__(self, stepper, preset):
+        self.stepper = stepper
+        self.preset = preset
+
+    def init(self, setup: RunSetup):
+        from .integrate import init_ensemble
+
+        return init_ensemble(self.stepper, setup.theta0, setup.run_keys, setup.data, setup.data_batched)
+
+    def advance(self, ens, setup: RunSetup, num_records: int, record_every: int):
+        from .integrate import advance
+
+        return advance(
+            self.stepper,
+            ens,
+            setup.data,
+            setup.observe,
+            num_records=num_records,
+            record_every=record_every,
+            data_batched=setup.data_batched,
+            divergence_threshold=float(setup.scenario.training.divergence_threshold),
+        )
+
+
+@eqx.filter_jit
+def _adaptive_chunk(runner, theta, keys, div, data, step0, observe, num_records, record_every, data_batched, threshold):
+    from .sde import solve_adaptive
+
+    sde, p = runner.sde, runner.preset
+    dtype = theta.dtype
+
+    def one(theta, key, div, data):
+        steps = step0 + record_every * jnp.arange(1, num_records + 1)
+        save_times = steps.astype(dtype) * sde.lr
+        t_start = step0.astype(dtype) * sde.lr
+        ys, ok = solve_adaptive(
+            sde,
+            runner.solver,
+            theta,
+            data,
+            key,
+            save_times,
+            t_start,
+            runner.t_final,
+            rtol=p.rtol,
+            atol=p.atol,
+            dt0=p.dt0,
+            brownian_tol=p.brownian_tol,
+            max_steps=p.max_steps,
+            ito_correction=runner.ito_correction,
+        )
+        good = jnp.all(jnp.isfinite(ys), axis=1) & (jnp.max(jnp.abs(ys), axis=1) < threshold)
+        n_good = jnp.sum(jnp.cumprod(good.astype(jnp.int32)))
+        all_good = (n_good == num_records) & ok
+        alive = div < 0
+        fail_at = step0 + record_every * jnp.minimum(n_good + 1, num_records)
+        new_div = jnp.where(alive & ~all_good, fail_at, div)
+        last_good = jnp.where(n_good > 0, ys[jnp.maximum(n_good - 1, 0)], theta)
+        new_theta = jnp.where(alive, jnp.where(all_good, ys[-1], last_good), theta)
+        obs = jax.vmap(lambda y: observe(y, data))(jnp.where(jnp.isfinite(ys), ys, 0.0))
+        idx = jnp.arange(num_records)
+        bad_rec = (~alive) | ((~all_good) & (idx >= n_good))
+        obs = jax.tree_util.tree_map(
+            lambda a: jnp.where(bad_rec.reshape((-1,) + (1,) * (a.ndim - 1)), jnp.nan, a)
+            if jnp.issubdtype(a.dtype, jnp.floating)
+            else a,
+            obs,
+        )
+        return new_theta, new_div, obs
+
+    return jax.vmap(one, in_axes=(0, 0, 0, 0 if data_batched else None))(theta, keys, div, data)
+
+
+class AdaptiveRunner(eqx.Module):
+    """Adaptive-step SDE integration with :func:`sde_bias.sde.solve_adaptive`, vmapped
+    over seeds and advanced record interval by record interval from the saved state."""
+
+    sde: Any
+    solver: Any
+    preset: Any = eqx.field(static=True)
+    t_final: float = eqx.field(static=True)
+    ito_correction: bool = eqx.field(static=True)
+
+    def init(self, setup: RunSetup):
+        from .integrate import Ensemble
+
+        s = setup.num_seeds
+        return Ensemble(
+            theta=setup.theta0,
+            aux=None,
+            key=setup.run_keys,
+            diverged_at=jnp.full((s,), -1, jnp.int32),
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    def advance(self, ens, setup: RunSetup, num_records: int, record_every: int):
+        from .integrate import Ensemble
+
+        theta, div, obs = _adaptive_chunk(
+            self,
+            ens.theta,
+            ens.key,
+            ens.diverged_at,
+            setup.data,
+            ens.step,
+            setup.observe,
+            num_records,
+            record_every,
+            setup.data_batched,
+            float(setup.scenario.training.divergence_threshold),
+        )
+        new = Ensemble(theta, ens.aux, ens.key, div.astype(jnp.int32), ens.step + num_records * record_every)
+        return new, obs
+
+
+@eqx.filter_jit
+def _bracket_ratios(sde, theta0, data, data_batched):
+    """Largest relative Lie bracket ``|[s_j, s_k]| / max |D s|`` of the noise columns at
+    every seed's initial point (the criterion of ``sde_bias.sde.check_commutative_noise``,
+    compiled once and mapped over seeds)."""
+
+    def one(args):
+        theta, d = args if data_batched else (args, data)
+        m = sde.noise_dim(d)
+        eye = jnp.eye(m, dtype=theta.dtype)
+        cols = jax.vmap(lambda e: sde.diffusion_mv(theta, d, e))(eye)
+
+        def d_col(e, v):
+            return jax.jvp(lambda th: sde.diffusion_mv(th, d, e), (theta,), (v,))[1]
+
+        dd = jax.vmap(lambda e: jax.vmap(lambda v: d_col(e, v))(cols))(eye)
+        bracket = dd - jnp.swapaxes(dd, 0, 1)
+        scale = jnp.max(jnp.abs(dd)) + jnp.finfo(theta.dtype).tiny
+        return jnp.max(jnp.abs(bracket)) / scale
+
+    xs = (theta0, data) if data_batched else theta0
+    return jax.lax.map(one, xs)
+
+
+def _noise_dim(setup: RunSetup, sde) -> int:
+    data0 = seed_slice(setup.data, 0) if setup.data_batched else setup.data
+    return int(sde.noise_dim(data0))
+
+
+def make_runner(setup: RunSetup, preset):
+    """The runner of a (resolved) solver preset for this setup."""
+    import diffrax
+
+    from .presets import SOLVERS
+    from .sde import SDEStepper, SGDSDE
+    from .sgd import DiscreteStepper
+
+    sc, problem = setup.scenario, setup.problem
+    lr = float(sc.training.lr)
+    if preset.kind == "discrete":
+        return FixedStepRunner(
+            DiscreteStepper(problem, lr, svag_l=preset.svag_l, full_batch=preset.full_batch), preset
+        )
+    sde = SGDSDE(problem, lr, order2=preset.order2)
+    solver = getattr(diffrax, SOLVERS[preset.solver])()
+    m = _noise_dim(setup, sde)
+    # with no noise columns the Ito correction is zero: skip it (and its empty map)
+    ito = bool(preset.ito_correction) and m > 0
+    if preset.kind == "adaptive":
+        t_final = (sc.total_steps + 1) * lr  # fixed by the scenario, not by chunking
+        return AdaptiveRunner(sde, solver, preset, float(t_final), ito)
+    if preset.solver == "ito_milstein":
+        if not preset.dense_diffusion:
+            raise _error(sc, f"runner_options.{preset.name}.dense_diffusion", "ito_milstein needs dense_diffusion: true", False)
+        if m > 1:
+            ratios = np.asarray(_bracket_ratios(sde, setup.theta0, setup.data, setup.data_batched))
+            bad = np.flatnonzero(~(ratios <= preset.commutative_tol))
+            if bad.size:
+                i = int(bad[0])
+                raise _error(
+                    sc,
+                    "runners",
+                    f"preset {preset.name!r} (Ito Milstein) needs commutative noise, but the noise "
+                    f"columns' Lie brackets reach {float(ratios[i]):.2e} (relative) at seed {int(setup.seeds[i])}'s "
+                    f"initial point ({bad.size} of {len(ratios)} seeds above commutative_tol = "
+                    f"{preset.commutative_tol:g}); use euler_maruyama, heun or srk",
+                )
+    stepper = SDEStepper(
+        sde, solver, substeps=preset.substeps, ito_correction=ito, dense_diffusion=preset.dense_diffusion
+    )
+    return FixedStepRunner(stepper, preset)

@@ -1,0 +1,376 @@
+"""The ``sde-bias`` command line.
+
+    sde-bias run SCENARIO [--variant NAME] [--set K=V ...] [--seeds N] [--out FILE] [--resume] [--quiet]
+    sde-bias validate SCENARIO...
+    sde-bias list
+    sde-bias inspect FILE
+    sde-bias plot FILE [--out DIR]
+
+Exit codes: 0 ok; 1 internal error (a bug: the traceback is printed); 2 user error
+(invalid scenario, bad option, unreadable file; one message, no traceback); 3 the run
+completed but some seeds diverged; 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from .scenario import ScenarioError, UserError
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USER = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+
+EPILOG = """\
+exit codes:
+  0    success
+  1    internal error (a bug; the traceback is printed)
+  2    user error: invalid scenario or preset, bad option, unreadable file
+  3    the run completed and was written, but some seeds diverged
+  130  interrupted
+
+Scenario keys are documented in docs/scenarios.md; solver presets live in solvers/.
+"""
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def _scenario_dirs() -> list[Path]:
+    dirs = [Path("scenarios"), _project_root() / "scenarios"]
+    out = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
+            out.append(d)
+    return out
+
+
+def _resolve_scenario_path(name: str) -> Path:
+    """A path, or a bare scenario name looked up in scenarios/."""
+    p = Path(name)
+    if p.exists():
+        return p
+    if p.suffix == "" and len(p.parts) == 1:
+        for d in _scenario_dirs():
+            q = d / f"{name}.yaml"
+            if q.exists():
+                return q
+    raise UserError(f"{name}: no such scenario file")
+
+
+def _out(msg: str = "", quiet: bool = False):
+    if not quiet:
+        print(msg, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------
+
+
+def _load_for_run(args):
+    from .scenario import load_scenario, parse_yaml, scenario_from_dict
+
+    path = _resolve_scenario_path(args.scenario)
+    if path.suffix in (".h5", ".hdf5"):
+        from .store import RunFile
+
+        with RunFile.open(path) as f:
+            text = f.h5.attrs.get("scenario_yaml")
+        if not text:
+            raise UserError(f"{path}: no scenario_yaml attribute")
+        if args.variant:
+            raise UserError("--variant cannot be used when re-running a run file (its variant is already applied)")
+        raw = parse_yaml(text, f"{path}:scenario_yaml")
+        from .presets import load_presets
+
+        sc = scenario_from_dict(raw, f"{path}:scenario_yaml", None, args.set or (), args.seeds, load_presets())
+        return sc, path
+    return load_scenario(path, args.variant, args.set or (), args.seeds), path
+
+
+def cmd_run(args) -> int:
+    from .run import Progress, default_output, run_scenario
+
+    sc, path = _load_for_run(args)
+    out = Path(args.out) if args.out else None
+    if out is None and path.suffix in (".h5", ".hdf5"):
+        out = default_output(sc).with_name(f"{path.stem}-rerun.h5")
+    progress = Progress(quiet=args.quiet)
+    res = run_scenario(sc, out, resume=args.resume, progress=progress)
+    figures = []
+    if not args.no_plot:
+        from .plots import plot_run
+
+        figures = plot_run(res.path)
+    n_runners = len(res.diverged)
+    _out(
+        f"wrote {res.path} ({n_runners} runners x {res.num_seeds} seeds, {res.wall_time_s:.1f} s)"
+        + (f"; figures in {figures[0].parent}" if figures else ""),
+        args.quiet,
+    )
+    if res.any_diverged:
+        for g, lst in res.diverged.items():
+            if lst:
+                shown = ", ".join(f"seed {s} at step {k}" for s, k in lst[:5])
+                more = f" and {len(lst) - 5} more" if len(lst) > 5 else ""
+                print(f"sde-bias: {g}: {len(lst)} of {res.num_seeds} seeds diverged ({shown}{more})", file=sys.stderr)
+        return EXIT_DIVERGED
+    return EXIT_OK
+
+
+def cmd_validate(args) -> int:
+    from .scenario import load_scenario, validate_file
+
+    failed = 0
+    for name in args.scenarios:
+        try:
+            path = _resolve_scenario_path(name)
+            if args.variant or args.set:
+                sc = load_scenario(path, args.variant, args.set or ())
+                from .build import build_problem
+
+                build_problem(sc)
+                checked = [args.variant or ""]
+            else:
+                checked = validate_file(path)
+        except UserError as e:
+            failed += 1
+            print(str(e), file=sys.stderr)
+            continue
+        variants = [v for v in checked if v]
+        _out(f"ok: {path}" + (f" (variants: {', '.join(variants)})" if variants else ""), args.quiet)
+    return EXIT_USER if failed else EXIT_OK
+
+
+def cmd_list(args) -> int:
+    from .presets import load_presets, solver_dirs
+    from .scenario import read_yaml_file
+
+    dirs = [Path(args.scenarios)] if args.scenarios else _scenario_dirs()
+    print("scenarios:")
+    seen = 0
+    for d in dirs:
+        for f in sorted(d.glob("*.yaml")):
+            try:
+                raw = read_yaml_file(f)
+                desc = raw.get("description", "") if isinstance(raw, dict) else ""
+                variants = list((raw.get("variants") or {}) if isinstance(raw, dict) else {})
+            except UserError:
+                desc, variants = "(unreadable: run sde-bias validate)", []
+            v = f" [variants: {', '.join(variants)}]" if variants else ""
+            print(f"  {str(f):<40} {desc}{v}")
+            seen += 1
+    if not seen:
+        print("  (none found in " + ", ".join(str(d) for d in dirs) + ")")
+    print("solver presets:")
+    presets = load_presets()
+    for name, p in sorted(presets.items()):
+        print(f"  {name:<16} {p.kind:<9} {p.description}")
+    if not presets:
+        print("  (none found in " + ", ".join(str(d) for d in solver_dirs()) + ")")
+    return EXIT_OK
+
+
+def _fmt(x: float) -> str:
+    if not (x == x):
+        return "nan"
+    ax = abs(x)
+    if ax != 0 and (ax < 1e-3 or ax >= 1e5):
+        return f"{x:.3e}"
+    return f"{x:.4f}"
+
+
+def cmd_inspect(args) -> int:
+    import warnings
+
+    import h5py
+    import numpy as np
+
+    from .store import RunFile, read_attrs
+
+    path = Path(args.file)
+    with RunFile.open(path) as f:
+        a = read_attrs(f.h5)
+        print(f"{path}")
+        v = f" [variant {a['variant']}]" if a.get("variant") else ""
+        print(f"  scenario   {a.get('scenario_name')}{v} from {a.get('source')} (hash {str(a.get('scenario_hash'))[:12]})")
+        ov = json.loads(a.get("overrides") or "[]")
+        if ov:
+            print(f"  overrides  {' '.join('--set ' + o for o in ov)}")
+        print(
+            f"  created    {a.get('created')} by sde_bias {a.get('sde_bias_version')} "
+            f"(jax {a.get('jax_version')}, diffrax {a.get('diffrax_version')}) on {a.get('backend')} {a.get('device')}"
+        )
+        lr, steps = a.get("lr"), a.get("total_steps")
+        print(
+            f"  run        {a.get('num_seeds')} seeds (base {a.get('seed_base')}), {steps} steps of lr {lr} "
+            f"(t = {float(lr) * int(steps):g}), recorded every {a.get('record_every')} steps, {a.get('precision')}"
+        )
+        print(f"  model      {a.get('model_type')} ({a.get('num_params')} parameters), data {a.get('data_type')}")
+        done = int(a.get("complete", 0)) == 1
+        wall = a.get("wall_time_s")
+        print(f"  complete   {'yes' if done else 'NO (interrupted: resume with sde-bias run --resume)'}"
+              + (f", {float(wall):.1f} s" if wall is not None else ""))
+        runners = f.runner_paths()
+        print()
+        print(f"  {'runner':<24} {'records':>9}  status")
+        for p in runners:
+            g = f.h5[p]
+            div = g["diverged_at"][...]
+            seeds = g["seed"][...]
+            nd = int(np.sum(div >= 0))
+            rec = f"{int(g.attrs.get('records_done', 0))}/{int(g.attrs.get('records_total', 0))}"
+            if nd:
+                first = ", ".join(f"seed {s} at step {k}" for s, k in zip(seeds[div >= 0][:3], div[div >= 0][:3]))
+                status = f"{nd} of {len(div)} diverged ({first}{', ...' if nd > 3 else ''})"
+            else:
+                status = "ok" if int(g.attrs.get("complete", 0)) else "ok so far (incomplete)"
+            print(f"  {p:<24} {rec:>9}  {status}")
+        print()
+        if runners:
+            g0 = f.h5[runners[0]]
+            names = [ds.attrs["observable"] for ds in g0.values() if isinstance(ds, h5py.Dataset) and "observable" in ds.attrs]
+            t_last = g0["time"][-1] if g0["time"].shape[0] else float("nan")
+            print(f"  datasets per runner (seed x time x ...): " + ", ".join(
+                f"{n} {tuple(g0[n.replace('/', '.')].shape)}" for n in names))
+            print(f"  final values at t = {t_last:g} (seed mean +- std; |x| for vectors):")
+            head = f"    {'observable':<28}" + "".join(f"{p:>26}" for p in runners)
+            print(head)
+            for n in names:
+                row = f"    {n:<28}"
+                for p in runners:
+                    g = f.h5[p]
+                    dsn = n.replace("/", ".")
+                    if dsn not in g or g[dsn].shape[1] == 0:
+                        row += f"{'-':>26}"
+                        continue
+                    last = g[dsn][:, -1]
+                    last = last.reshape(last.shape[0], -1).astype(float)
+                    vals = last[:, 0] if last.shape[1] == 1 else np.linalg.norm(last, axis=1)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", RuntimeWarning)
+                        m, s = np.nanmean(vals), np.nanstd(vals)
+                    row += f"{_fmt(m) + ' +- ' + _fmt(s):>26}"
+                print(row)
+        comp = f.h5.get("comparisons")
+        if comp is not None and "table" in comp.attrs:
+            table = comp.attrs["table"]
+            table = table.decode() if isinstance(table, bytes) else str(table)
+            print("\n  comparisons (SGD vs SDE vs theory):")
+            print("\n".join("    " + line for line in table.splitlines()))
+        extra = [k for k in f.h5.keys() if k not in {r.split('/')[0] for r in runners}]
+        if extra:
+            print(f"\n  other groups: {', '.join(extra)}")
+    return EXIT_OK
+
+
+def cmd_plot(args) -> int:
+    from .plots import plot_run
+    from .store import RunFile
+
+    RunFile.open(args.file).close()  # a clear error for a bad file
+    paths = plot_run(args.file, args.out)
+    for p in paths:
+        _out(str(p), args.quiet)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# parser and entry point
+# ---------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # usage errors are user errors: exit 2 (argparse's default too)
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USER, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = _Parser(
+        prog="sde-bias",
+        description="Run SGD and its SDE on the same seeds from a YAML scenario; write one HDF5 file per run.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"sde_bias {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    r = sub.add_parser(
+        "run",
+        help="run a scenario and write its HDF5 file and figures",
+        description="Run every runner of a scenario on the same seeds, write data/runs/<name>[-<variant>].h5 "
+        "and PNG figures next to it (<name>_plots/).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("scenario", help="scenario YAML file (or a name in scenarios/, or a run file .h5 to re-run its scenario)")
+    r.add_argument("--variant", help="apply a named variant of the scenario (e.g. quick)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key, e.g. --set training.lr=0.01 (repeatable; VALUE is YAML)")
+    r.add_argument("--seeds", type=int, metavar="N", help="number of seeds (same as --set seeds.count=N)")
+    r.add_argument("--out", metavar="FILE", help="output file (default data/runs/<name>[-<variant>].h5)")
+    r.add_argument("--resume", action="store_true", help="continue an interrupted run of the same scenario")
+    r.add_argument("--quiet", "-q", action="store_true", help="no progress or messages (errors only)")
+    r.add_argument("--no-plot", action="store_true", help="do not write the PNG figures")
+    r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("validate", help="check scenario files (and all their variants) without running",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("scenarios", nargs="+", metavar="SCENARIO")
+    v.add_argument("--variant", help="check only this variant")
+    v.add_argument("--set", action="append", metavar="KEY=VALUE", help="check with this override")
+    v.add_argument("--quiet", "-q", action="store_true")
+    v.set_defaults(func=cmd_validate)
+
+    ls = sub.add_parser("list", help="list scenarios and solver presets with one-line descriptions")
+    ls.add_argument("--scenarios", metavar="DIR", help="scenario folder (default ./scenarios and the project's)")
+    ls.set_defaults(func=cmd_list)
+
+    i = sub.add_parser("inspect", help="summarise a run file: scenario, runners, shapes, status, final numbers")
+    i.add_argument("file")
+    i.set_defaults(func=cmd_inspect)
+
+    pl = sub.add_parser("plot", help="write PNG figures of a run file (seed mean with a band, one per observable)")
+    pl.add_argument("file")
+    pl.add_argument("--out", metavar="DIR", help="folder for the figures (default <file stem>_plots/ next to the file)")
+    pl.add_argument("--quiet", "-q", action="store_true")
+    pl.set_defaults(func=cmd_plot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors
+        return int(e.code) if isinstance(e.code, int) else EXIT_USER
+    try:
+        return args.func(args)
+    except ScenarioError as e:
+        print(f"sde-bias: invalid scenario:\n{e}", file=sys.stderr)
+        return EXIT_USER
+    except UserError as e:
+        print(f"sde-bias: error: {e}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("sde-bias: interrupted (an interrupted run can be continued with --resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:  # noqa: BLE001 - anything else is a bug
+        traceback.print_exc()
+        print("sde-bias: internal error (a bug): please report it with the traceback above", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

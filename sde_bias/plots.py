@@ -1,0 +1,195 @@
+"""Standard figures of a run file: one PNG per recorded observable (seed mean with a
+10-90 % band, every runner on the same axes), and for two-parameter models (the
+hyperbola) the phase plane: orbits ``u v = const``, the balanced section ``u = +-v`` and
+the trajectories of each runner.
+
+Figures are drawn with matplotlib's object API (no pyplot state, no display needed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .store import dataset_name, load_run
+
+BAND = (10, 90)
+MAX_COMPONENTS = 12
+
+
+def default_plot_dir(path) -> Path:
+    path = Path(path)
+    return path.with_name(path.stem + "_plots")
+
+
+def _figure(w=6.4, h=4.2, ncols=1, nrows=1, **kw):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def _colors(n):
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return [cmap(i % 10) for i in range(n)]
+
+
+def _band(ax, t, values, color, label=None, lw=1.6):
+    """Seed mean (line) and 10-90 % quantiles (band) of values [seed, time]."""
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(values, axis=0)
+            lo, hi = np.nanpercentile(values, BAND, axis=0)
+    ax.plot(t, mean, color=color, lw=lw, label=label)
+    if values.shape[0] > 1:
+        ax.fill_between(t, lo, hi, color=color, alpha=0.2, lw=0)
+
+
+def _maybe_log(ax, arrays):
+    vals = np.concatenate([np.ravel(a) for a in arrays])
+    vals = vals[np.isfinite(vals)]
+    if vals.size and np.all(vals > 0) and vals.max() / max(vals.min(), 1e-300) > 1e3:
+        ax.set_yscale("log")
+
+
+def _title(run) -> str:
+    a = run["attrs"]
+    name = a.get("scenario_name", "?")
+    v = a.get("variant") or ""
+    return name + (f" [{v}]" if v else "")
+
+
+def plot_observable(run, name: str, path: Path) -> Path | None:
+    runners = run["runners"]
+    groups = [g for g in runners if name in runners[g]["records"]]
+    if not groups:
+        return None
+    colors = dict(zip(runners, _colors(len(runners))))
+    first = runners[groups[0]]["records"][name]
+    comp = int(np.prod(first.shape[2:])) if first.ndim > 2 else 1
+    n_seeds = first.shape[0]
+    if comp == 1 or comp > MAX_COMPONENTS:
+        fig, axes = _figure()
+        ax = axes[0, 0]
+        arrays = []
+        for g in groups:
+            r = runners[g]
+            v = r["records"][name]
+            v = v.reshape(v.shape[0], v.shape[1], -1)
+            v = v[..., 0] if comp == 1 else np.linalg.norm(v, axis=-1)
+            arrays.append(v)
+            nd = int(np.sum(r["diverged_at"] >= 0))
+            label = g + (f" ({nd} diverged)" if nd else "")
+            _band(ax, r["time"], v, colors[g], label)
+        _maybe_log(ax, arrays)
+        ax.set_ylabel(name if comp == 1 else f"|{name}|")
+        ax.legend(fontsize=8)
+        ax.set_xlabel("t = step x lr")
+        ax.set_title(f"{_title(run)}: {name if comp == 1 else '|' + name + '|'}  "
+                     f"(mean, {BAND[0]}-{BAND[1]}% band, {n_seeds} seeds)", fontsize=9)
+    else:
+        fig, axes = _figure(w=3.6 * len(groups), h=3.6, ncols=len(groups), sharey=True)
+        ccols = _colors(comp)
+        for ax, g in zip(axes[0], groups):
+            r = runners[g]
+            v = r["records"][name]
+            v = v.reshape(v.shape[0], v.shape[1], -1)
+            for c in range(comp):
+                _band(ax, r["time"], v[..., c], ccols[c], label=str(c) if comp <= 6 else None, lw=1.2)
+            ax.set_title(g, fontsize=9)
+            ax.set_xlabel("t = step x lr")
+        axes[0, 0].set_ylabel(name)
+        if comp <= 6:
+            axes[0, -1].legend(fontsize=7, title="component", title_fontsize=7)
+        fig.suptitle(f"{_title(run)}: {name} per component (mean, {BAND[0]}-{BAND[1]}% band, {n_seeds} seeds)",
+                     fontsize=9)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_phase_plane(run, path: Path, max_trajectories: int = 6) -> Path | None:
+    """Trajectories in the (u, v) plane over the orbits ``u v = c`` and the balanced
+    section ``u = +-v`` (two-parameter models with ``params`` recorded)."""
+    runners = {g: r for g, r in run["runners"].items() if "params" in r["records"]}
+    if not runners:
+        return None
+    first = next(iter(runners.values()))["records"]["params"]
+    if first.ndim != 3 or first.shape[2] != 2:
+        return None
+    allp = np.concatenate([r["records"]["params"].reshape(-1, 2) for r in runners.values()])
+    allp = allp[np.all(np.isfinite(allp), axis=1)]
+    if allp.size == 0:
+        return None
+    lo = np.percentile(allp, 0.5, axis=0)
+    hi = np.percentile(allp, 99.5, axis=0)
+    span = max(hi - lo) * 0.15 + 1e-3
+    lim = (min(lo) - span, max(hi) + span)
+    lim = (min(lim[0], 0.0), max(lim[1], 0.0))
+    fig, axes = _figure(w=3.8 * len(runners), h=4.0, ncols=len(runners), sharex=True, sharey=True)
+    colors = dict(zip(run["runners"], _colors(len(run["runners"]))))
+    grid = np.linspace(lim[0], lim[1], 300)
+    U, V = np.meshgrid(grid, grid)
+    w = allp[:, 0] * allp[:, 1]
+    wmax = np.percentile(np.abs(w), 99) if w.size else 1.0
+    levels = np.linspace(-1.5 * wmax, 1.5 * wmax, 13)
+    levels = levels[np.abs(levels) > 1e-12]
+    for ax, (g, r) in zip(axes[0], runners.items()):
+        ax.contour(U, V, U * V, levels=levels, colors="0.75", linewidths=0.7)
+        last_w = r["last_params"][:, 0] * r["last_params"][:, 1]
+        last_w = last_w[np.isfinite(last_w)]
+        if last_w.size and abs(np.median(last_w)) > 1e-12:
+            ax.contour(U, V, U * V, levels=[float(np.median(last_w))], colors="0.35", linewidths=1.3)
+        ax.plot(grid, grid, "k--", lw=1, label="balanced u = v")
+        ax.plot(grid, -grid, "k:", lw=0.8)
+        p = r["records"]["params"]
+        for s in range(min(max_trajectories, p.shape[0])):
+            ax.plot(p[s, :, 0], p[s, :, 1], color=colors[g], lw=0.8, alpha=0.8)
+        ax.scatter(p[:, 0, 0], p[:, 0, 1], s=6, c="k", zorder=3, label="start")
+        last = r["last_params"]
+        ok = np.all(np.isfinite(last), axis=1)
+        ax.scatter(last[ok, 0], last[ok, 1], s=6, color=colors[g], zorder=3, label="end")
+        ax.set_xlim(lim)
+        ax.set_ylim(lim)
+        ax.set_aspect("equal")
+        ax.set_title(g, fontsize=9)
+        ax.set_xlabel("u")
+    axes[0, 0].set_ylabel("v")
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{_title(run)}: orbits u v = const (grey; dark: median final orbit), balanced section u = v, "
+                 f"{min(max_trajectories, first.shape[0])} trajectories per runner", fontsize=9)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_run(path, outdir=None) -> list[Path]:
+    """Write the standard figures of a run file; returns their paths."""
+    run = load_run(path)
+    outdir = Path(outdir) if outdir is not None else default_plot_dir(path)
+    outdir.mkdir(parents=True, exist_ok=True)
+    names: list[str] = []
+    for r in run["runners"].values():
+        for n in r["records"]:
+            if n not in names:
+                names.append(n)
+    written = []
+    for n in names:
+        p = plot_observable(run, n, outdir / f"{dataset_name(n)}.png")
+        if p is not None:
+            written.append(p)
+    if run["attrs"].get("num_params") == 2 or run["attrs"].get("model_type") == "scalar_product":
+        p = plot_phase_plane(run, outdir / "phase_plane.png")
+        if p is not None:
+            written.append(p)
+    return written
+
+
+__all__ = ["plot_run", "plot_observable", "plot_phase_plane", "default_plot_dir"]
