@@ -317,18 +317,6 @@ def build_problem(sc: Scenario) -> BuiltProblem:
 # ---------------------------------------------------------------------------
 
 
-class Observer(eqx.Module):
-    """``observe(theta, data) -> {name: value}`` as an equinox Module (the problem's
-    arrays are its leaves), so that compiled chunks are reused by every run of the same
-    shapes in a process instead of being recompiled for each new closure."""
-
-    problem: Any
-    names: tuple[str, ...] = eqx.field(static=True)
-
-    def __call__(self, theta, data):
-        return _observables.make_observer(self.problem, list(self.names))(theta, data)
-
-
 @dataclasses.dataclass
 class RunSetup:
     scenario: Scenario
@@ -398,8 +386,7 @@ def build_setup(sc: Scenario, built: BuiltProblem | None = None) -> RunSetup:
         batched = True
     else:
         data, batched = problem.train, False
-    _observables.make_observer(problem, list(sc.record))  # unknown names fail here
-    observe = Observer(problem, tuple(sc.record))
+    observe = _observables.make_observer(problem, list(sc.record))  # unknown names fail here
     return RunSetup(
         scenario=sc,
         problem=problem,
@@ -545,23 +532,12 @@ class AdaptiveRunner(eqx.Module):
 
 @eqx.filter_jit
 def _bracket_ratios(sde, theta0, data, data_batched):
-    """Largest relative Lie bracket ``|[s_j, s_k]| / max |D s|`` of the noise columns at
-    every seed's initial point (the criterion of ``sde_bias.sde.check_commutative_noise``,
-    compiled once and mapped over seeds)."""
+    """:func:`sde_bias.sde.commutativity_defect` at every seed's initial point."""
+    from .sde import commutativity_defect
 
     def one(args):
         theta, d = args if data_batched else (args, data)
-        m = sde.noise_dim(d)
-        eye = jnp.eye(m, dtype=theta.dtype)
-        cols = jax.vmap(lambda e: sde.diffusion_mv(theta, d, e))(eye)
-
-        def d_col(e, v):
-            return jax.jvp(lambda th: sde.diffusion_mv(th, d, e), (theta,), (v,))[1]
-
-        dd = jax.vmap(lambda e: jax.vmap(lambda v: d_col(e, v))(cols))(eye)
-        bracket = dd - jnp.swapaxes(dd, 0, 1)
-        scale = jnp.max(jnp.abs(dd)) + jnp.finfo(theta.dtype).tiny
-        return jnp.max(jnp.abs(bracket)) / scale
+        return commutativity_defect(sde, theta, d)
 
     xs = (theta0, data) if data_batched else theta0
     return jax.lax.map(one, xs)

@@ -6,8 +6,9 @@ Model-specific balance quantities come from ``model.balance(theta)`` and are sto
 ``balance/<name>``.
 """
 
-from typing import Callable
+from typing import Any, Callable
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -84,20 +85,28 @@ def available(problem) -> list[str]:
     return names
 
 
-def make_observer(problem, names: list[str]) -> Callable[[jax.Array, Dataset], dict]:
-    """``observe(theta, data) -> {name: value}`` for the given observable names."""
+class Observer(eqx.Module):
+    """``observe(theta, data) -> {name: value}`` as an equinox Module: the problem's arrays
+    are its leaves and the names are static, so compiled chunks are reused by every run
+    of the same shapes in a process (a fresh closure per run would recompile them)."""
+
+    problem: Any
+    names: tuple[str, ...] = eqx.field(static=True)
+
+    def __call__(self, theta, data) -> dict:
+        out = {}
+        for n in self.names:
+            if n == "balance":
+                for k, v in self.problem.model.balance(theta).items():
+                    out[f"balance/{k}"] = v
+            else:
+                out[n] = REGISTRY[n](self.problem, theta, data)
+        return out
+
+
+def make_observer(problem, names: list[str]) -> Observer:
+    """The :class:`Observer` of the given observable names (unknown names are an error)."""
     unknown = [n for n in names if n != "balance" and n not in REGISTRY]
     if unknown:
         raise ValueError(f"unknown observables {unknown}; available: {sorted(REGISTRY) + ['balance']}")
-
-    def observe(theta, data):
-        out = {}
-        for n in names:
-            if n == "balance":
-                for k, v in problem.model.balance(theta).items():
-                    out[f"balance/{k}"] = v
-            else:
-                out[n] = REGISTRY[n](problem, theta, data)
-        return out
-
-    return observe
+    return Observer(problem, tuple(names))

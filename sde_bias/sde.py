@@ -229,13 +229,13 @@ class SDEStepper(eqx.Module):
         return theta1, aux
 
 
-def check_commutative_noise(sde: AbstractSDE, theta, data, rtol: float = 1e-6) -> float:
+def commutativity_defect(sde: AbstractSDE, theta, data) -> Float[Array, ""]:
     """Largest Lie bracket ``|[s_j, s_k]| = |Ds_k s_j - Ds_j s_k|`` of the noise columns at
-    ``theta``, relative to ``max |Ds| |s|``. Milstein's method (diffrax.ItoMilstein) is
-    valid only when it is zero (commutative noise)."""
+    ``theta``, relative to ``max |Ds_k s_j|``. Milstein's method (diffrax.ItoMilstein) is
+    valid only when it is zero (commutative noise). Jittable and vmappable."""
     m = sde.noise_dim(data)
     if m <= 1:
-        return 0.0
+        return jnp.zeros((), theta.dtype)
     eye = jnp.eye(m, dtype=theta.dtype)
     cols = jax.vmap(lambda e: sde.diffusion_mv(theta, data, e))(eye)  # [m, p]
 
@@ -246,7 +246,12 @@ def check_commutative_noise(sde: AbstractSDE, theta, data, rtol: float = 1e-6) -
     dd = jax.vmap(lambda e: jax.vmap(lambda v: d_col(e, v))(cols))(eye)  # [k, j, p]
     bracket = dd - jnp.swapaxes(dd, 0, 1)
     scale = jnp.max(jnp.abs(dd)) + jnp.finfo(theta.dtype).tiny
-    return float(jnp.max(jnp.abs(bracket)) / scale)
+    return jnp.max(jnp.abs(bracket)) / scale
+
+
+def check_commutative_noise(sde: AbstractSDE, theta, data) -> float:
+    """:func:`commutativity_defect` as a Python float."""
+    return float(commutativity_defect(sde, theta, data))
 
 
 def solve_adaptive(

@@ -1,0 +1,36 @@
+"""The scenario `theory:` block end to end (quick variant) and its validation."""
+
+import h5py
+import numpy as np
+import pytest
+
+from sde_bias import ScenarioError, load_scenario, run_scenario
+
+
+def test_theory_hyperbola_quick_writes_checks(tmp_path):
+    sc = load_scenario("scenarios/theory_hyperbola.yaml", variant="quick")
+    out = tmp_path / "th.h5"
+    run_scenario(sc, out, quiet=True)
+    with h5py.File(out) as f:
+        d = f["theory/drift_check"]
+        assert d["sgd_mean"].shape == (4, 1) and d["theory"].shape == (4, 1)
+        # the projection on the section is the closed form a(w) = -2 w (w - 1) + lr delta^2 w
+        w = d["q"][:, 0]
+        np.testing.assert_allclose(d["theory"][:, 0], -2 * w * (w - 1) + 0.1 * w, atol=1e-12)
+        np.testing.assert_allclose(d["geometric_part"][:, 0], 0.1 * w, atol=1e-12)
+        s = f["theory/stationary_check"]
+        grid, fp = s["grid"][...], s["fokker_planck_density"][...]
+        # zero-flux density of dw = a dt + sqrt(2D) dW, D = 2 lr delta^2 w^2: Gamma(9.5, rate 10)
+        from scipy import stats
+
+        np.testing.assert_allclose(fp, stats.gamma(9.5, scale=0.1).pdf(grid), atol=2e-3)
+        assert 0 <= s.attrs["chi2_pvalue_fokker_planck"] <= 1
+        assert "drift q[0]" in f["comparisons"].attrs["table"]
+
+
+def test_bad_theory_block_is_a_user_error(tmp_path):
+    text = open("scenarios/theory_hyperbola.yaml").read().replace("replicates: 20000", "replicates: -3")
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ScenarioError, match=r"theory\.drift_check\.replicates"):
+        load_scenario(str(p))
