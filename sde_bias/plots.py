@@ -189,7 +189,64 @@ def plot_run(path, outdir=None) -> list[Path]:
         p = plot_phase_plane(run, outdir / "phase_plane.png")
         if p is not None:
             written.append(p)
+    written += plot_theory(path, outdir)
     return written
 
 
-__all__ = ["plot_run", "plot_observable", "plot_phase_plane", "default_plot_dir"]
+def plot_theory(path, outdir) -> list[Path]:
+    """Figures of the theory stage, if the file has one: the drift comparison (SGD and
+    SDE estimates with +-2 SE error bars, the Itô projection and its gradient-flow part)
+    and the stationary law (histogram of the samples, the Fokker-Planck density of the
+    projected SDE, the paper's exp(-L/T) det G^-1/2)."""
+    import h5py
+
+    outdir = Path(outdir)
+    written = []
+    with h5py.File(path, "r") as f:
+        if "theory/drift_check" in f:
+            g = f["theory/drift_check"]
+            q, th, gp = g["q"][...], g["theory"][...], g["gradient_part"][...]
+            d = q.shape[1]
+            ncols = min(d, 4)
+            nrows = -(-d // ncols)
+            fig, axes = _figure(3.2 * ncols + 0.8, 3.0 * nrows, ncols=ncols, nrows=nrows)
+            x = np.arange(q.shape[0])
+            for c in range(d):
+                ax = axes.flat[c]
+                ax.errorbar(x - 0.12, g["sgd_mean"][:, c], 2 * g["sgd_se"][:, c], fmt="o", ms=3, label="SGD (±2 SE)")
+                ax.errorbar(x + 0.12, g["sde_mean"][:, c], 2 * g["sde_se"][:, c], fmt="s", ms=3, label="SDE (±2 SE)")
+                ax.plot(x, th[:, c], "k_", ms=14, mew=2, label="Itô projection")
+                ax.plot(x, gp[:, c], "_", color="gray", ms=10, label="gradient part only")
+                ax.set_xlabel("point")
+                ax.set_ylabel(f"drift of q[{c}]")
+                if d == 1:
+                    ax.set_xticks(x, [f"{v:.3g}" for v in q[:, 0]], rotation=45)
+                    ax.set_xlabel("q")
+            for ax in list(axes.flat)[d:]:
+                ax.set_visible(False)
+            axes.flat[0].legend(fontsize=7)
+            fig.suptitle("effective drift: SGD, SDE, quotient projection", fontsize=9)
+            p = outdir / "theory_drift.png"
+            fig.savefig(p, dpi=110)
+            written.append(p)
+        if "theory/stationary_check" in f:
+            g = f["theory/stationary_check"]
+            grid, fp, pa, smp = g["grid"][...], g["fokker_planck_density"][...], g["paper_density"][...], g["samples"][...]
+            fig, axes = _figure()
+            ax = axes[0, 0]
+            ax.hist(smp, bins=40, density=True, alpha=0.4, label=f"{g.attrs['runner']} final states")
+            ax.plot(grid, fp, "k-", label=f"Fokker-Planck (p = {g.attrs['chi2_pvalue_fokker_planck']:.2g})")
+            ax.plot(grid, pa, "r--", label=f"paper exp(-L/T) det G^-1/2 (p = {g.attrs['chi2_pvalue_paper']:.2g})")
+            lo, hi = np.percentile(smp, [0.1, 99.9])
+            pad = 0.3 * (hi - lo)
+            ax.set_xlim(lo - pad, hi + pad)
+            ax.set_xlabel(f"q[{g.attrs['component']}]")
+            ax.set_ylabel("density")
+            ax.legend(fontsize=8)
+            p = outdir / "theory_stationary.png"
+            fig.savefig(p, dpi=110)
+            written.append(p)
+    return written
+
+
+__all__ = ["plot_run", "plot_observable", "plot_phase_plane", "plot_theory", "default_plot_dir"]
