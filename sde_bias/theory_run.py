@@ -5,6 +5,12 @@ Keys (all optional; an empty block does nothing)::
 
     theory:
       invariants: default            # q = model.invariants, or singular_values (of model.matrix)
+      effective_drift:               # a(q), D(q) of the quotient SDE per fiber measure
+        fibers: [section, noise_equilibrium, empirical]
+        grid: {linspace: [a, b, n]}  # 1-D invariants, for section / noise_equilibrium
+        runner: sgd                  # empirical: its recorded params, binned on q[component]
+        component: 0
+        bins: 12
       drift_check:                   # three-way effective-drift comparison at K points
         points: section              # section: balanced representatives of a q grid;
                                      # final / initial: states of the first K seeds of `from`
@@ -67,8 +73,17 @@ class StationaryCheckConfig(_Block):
     bins: int = Field(20, ge=3)
 
 
+class EffectiveDriftConfig(_Block):
+    fibers: list[Literal["section", "noise_equilibrium", "empirical"]] = ["section"]
+    grid: _Linspace | None = None
+    runner: str = "sgd"
+    component: int = Field(0, ge=0)
+    bins: int = Field(12, ge=2)
+
+
 class TheoryConfig(_Block):
     invariants: Literal["default", "singular_values"] = "default"
+    effective_drift: EffectiveDriftConfig | None = None
     drift_check: DriftCheckConfig | None = None
     stationary_check: StationaryCheckConfig | None = None
     balance_check: bool = False
@@ -204,6 +219,50 @@ def run_stationary_check(cfg: StationaryCheckConfig, setup, h5, q_map) -> list[C
     ]
 
 
+def run_effective_drift(cfg: EffectiveDriftConfig, setup, h5, q_map) -> None:
+    """a(q) and D(q) of the quotient SDE under each fiber measure (THEORY.md section 3):
+    ``section`` (balanced representative) and ``noise_equilibrium`` (the point of the orbit
+    where tr(Cov A) = 0 for every symmetric generator) on a grid of a 1-D invariant, and
+    ``empirical`` (coefficients at every recorded state of ``runner``, binned on
+    ``q[component]``). Stored in /theory/effective_drift/<fiber>."""
+    from .quotient import empirical_average, section_average
+    from .sde import SGDSDE
+    from .symmetry import noise_equilibrium, symmetric_generators
+
+    model, sc = setup.problem.model, setup.scenario
+    data = setup.data if not setup.data_batched else jax.tree_util.tree_map(lambda a: a[0], setup.data)
+    sde = SGDSDE(setup.problem, float(sc.training.lr))
+    out = _replace(h5.require_group("theory"), "effective_drift")
+    for fiber in cfg.fibers:
+        grp = out.create_group(fiber)
+        if fiber in ("section", "noise_equilibrium"):
+            if cfg.grid is None:
+                raise ScenarioError(sc.source, [("theory.effective_drift.grid", f"fiber {fiber} needs a grid of q values", None)])
+            qg = jnp.asarray(_linspace(cfg.grid), setup.dtype)[:, None]
+            if fiber == "section":
+                rep = model.section
+            else:
+                A = jnp.asarray(symmetric_generators(model, setup.theta0[0]), setup.dtype)
+                sigma_fn = lambda th: sde.diffusion_matrix(0.0, th, data)  # noqa: E731
+                rep = lambda q: noise_equilibrium(model, model.section(q), sigma_fn, A).theta  # noqa: E731
+            c = section_average(sde, q_map, rep, qg, data)
+            grp.create_dataset("q", data=np.asarray(qg[:, 0]))
+            for name in ("gradient_part", "geometric_part", "drift", "diffusion"):
+                grp.create_dataset(name, data=np.asarray(getattr(c, name)))
+        else:
+            g = _group_for(h5, cfg.runner)
+            if "params" not in g:
+                raise ScenarioError(sc.source, [("theory.effective_drift.runner", "fiber empirical needs `params` in record:", cfg.runner)])
+            th = jnp.asarray(g["params"][...], setup.dtype).reshape(-1, model.num_params)
+            th = th[jnp.all(jnp.isfinite(th), axis=1)]
+            x = np.asarray(jax.vmap(q_map)(th))[:, cfg.component]
+            edges = np.linspace(np.percentile(x, 1), np.percentile(x, 99), cfg.bins + 1)
+            b = empirical_average(sde, q_map, th, data, edges, coordinate=lambda q: q[cfg.component])
+            for name in ("centres", "drift", "drift_se", "geometric", "diffusion", "count"):
+                grp.create_dataset(name, data=np.asarray(getattr(b, name)))
+            grp.attrs["runner"] = cfg.runner
+
+
 def run_balance_check(setup, h5) -> list[ComparisonRow]:
     """Recorded conserved-by-GD quadratics C_A(t) = theta^T A theta (A symmetric generators)
     against C_A(0) + integral of the balance law eta tr(Cov A) along each recorded path.
@@ -262,10 +321,12 @@ def run_balance_check(setup, h5) -> list[ComparisonRow]:
 def theory_hook(sc, setup, h5) -> list[ComparisonRow]:
     """Run the checks the scenario's ``theory:`` block asks for and store them."""
     cfg = parse_theory(getattr(sc, "theory", {}) or {}, getattr(sc, "source", "<scenario>"))
-    if cfg.drift_check is None and cfg.stationary_check is None and not cfg.balance_check:
+    if cfg.drift_check is None and cfg.stationary_check is None and cfg.effective_drift is None and not cfg.balance_check:
         return []
     q_map = invariant_map(setup.problem.model, cfg.invariants)
     rows: list[ComparisonRow] = []
+    if cfg.effective_drift is not None:
+        run_effective_drift(cfg.effective_drift, setup, h5, q_map)
     if cfg.drift_check is not None:
         rows += run_drift_check(cfg.drift_check, setup, h5, q_map)
     if cfg.stationary_check is not None:

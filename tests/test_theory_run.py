@@ -34,3 +34,21 @@ def test_bad_theory_block_is_a_user_error(tmp_path):
     p.write_text(text)
     with pytest.raises(ScenarioError, match=r"theory\.drift_check\.replicates"):
         load_scenario(str(p))
+
+
+def test_effective_drift_fibers_on_the_hyperbola(tmp_path):
+    """For u v with label noise the noise equilibrium of each orbit is its balanced point,
+    so the `noise_equilibrium` and `section` fiber averages coincide; `empirical` bins the
+    recorded states."""
+    sc = load_scenario(
+        "scenarios/hyperbola.yaml", variant="quick",
+        overrides=["theory.effective_drift={fibers: [section, noise_equilibrium, empirical], grid: {linspace: [0.5, 1.5, 5]}, bins: 4}"],
+    )
+    out = tmp_path / "h.h5"
+    run_scenario(sc, out, quiet=True)
+    with h5py.File(out) as f:
+        g = f["theory/effective_drift"]
+        np.testing.assert_allclose(g["noise_equilibrium/drift"][...], g["section/drift"][...], atol=1e-8)
+        w = g["section/q"][...]
+        np.testing.assert_allclose(g["section/gradient_part"][:, 0], -2 * w * (w - 1), atol=1e-12)
+        assert g["empirical/count"][...].sum() > 0
