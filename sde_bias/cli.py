@@ -5,6 +5,7 @@
     sde-bias list
     sde-bias inspect FILE
     sde-bias plot FILE [--out DIR]
+    sde-bias report FILE... [--out DIR] [--notes FILE]
 
 Exit codes: 0 ok; 1 internal error (a bug: the traceback is printed); 2 user error
 (invalid scenario, bad option, unreadable file; one message, no traceback); 3 the run
@@ -272,6 +273,12 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
+def cmd_report(args) -> int:
+    from .report import main_report
+
+    return main_report(args.files, args.out, notes=args.notes)
+
+
 def cmd_plot(args) -> int:
     from .plots import plot_run
     from .store import RunFile
@@ -346,6 +353,16 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", metavar="DIR", help="folder for the figures (default <file stem>_plots/ next to the file)")
     pl.add_argument("--quiet", "-q", action="store_true")
     pl.set_defaults(func=cmd_plot)
+    rp = sub.add_parser(
+        "report",
+        help="the paper's experiments from run files: figures and one markdown summary",
+        description="Group run files by scenario, draw each experiment's figure (seed mean with a "
+        "10-90 % band, theory dashed) and write DIR/experiments.md and DIR/figures/*.png.",
+    )
+    rp.add_argument("files", nargs="+", metavar="FILE", help="run files (.h5), e.g. data/runs/*.h5")
+    rp.add_argument("--out", metavar="DIR", default="data/report", help="output folder (default data/report)")
+    rp.add_argument("--notes", metavar="FILE", help="markdown inserted after the summary (e.g. docs/experiments_notes.md)")
+    rp.set_defaults(func=cmd_report)
     return p
 
 

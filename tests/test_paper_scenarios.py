@@ -1,0 +1,129 @@
+"""The paper's six experiments as scenario files (scenarios/*.yaml, PAPER_EXPERIMENTS.md):
+every file and variant validates, the base settings are the paper's, every `quick` variant
+runs end to end (SGD, SDE and GD on a few seeds), `sde-bias report` turns those outputs
+into the markdown summary and the figures, and the GPU cross-check script runs on the CPU
+with a small ensemble."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from sde_bias.report import build_report
+from sde_bias.run import run_scenario
+from sde_bias.scenario import load_scenario, validate_file
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPER = ["hyperbola", "shallow_relu", "attention", "matrix_completion", "spectral_sparse", "tv_signal"]
+
+# (scenario, key path, the paper's value) -- PAPER_EXPERIMENTS.md
+PAPER_SETTINGS = [
+    ("shallow_relu", "training.lr", 5e-5), ("shallow_relu", "training.steps", 40_000),
+    ("shallow_relu", "noise.batch_size", 8), ("shallow_relu", "data.noise_std", 0.1),
+    ("shallow_relu", "init.std", 0.05), ("shallow_relu", "data.teacher.std", 1.5),
+    ("attention", "training.lr", 1e-3), ("attention", "training.steps", 50_000),
+    ("attention", "noise.batch_size", 16), ("attention", "data.noise_std", 0.02),
+    ("matrix_completion", "training.lr", 1e-3), ("matrix_completion", "training.steps", 500_000),
+    ("matrix_completion", "noise.rho", 0.5), ("matrix_completion", "noise.normalizer", 400),
+    ("matrix_completion", "data.observe_prob", 0.2),
+    ("spectral_sparse", "training.lr", 1e-3), ("spectral_sparse", "training.steps", 50_000),
+    ("spectral_sparse", "init.std", 0.01), ("spectral_sparse", "data.n_train", 32),
+    ("tv_signal", "training.lr", 1e-3), ("tv_signal", "training.steps", 500_000), ("tv_signal", "init.std", 0.3),
+]
+
+
+def _get(sc, path):
+    obj = sc
+    for k in path.split("."):
+        obj = getattr(obj, k)
+    return obj
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_every_variant_validates(name):
+    checked = validate_file(ROOT / "scenarios" / f"{name}.yaml", build=False)
+    assert "" in checked and "quick" in checked
+
+
+def test_base_scenarios_are_the_papers_settings():
+    for name, path, value in PAPER_SETTINGS:
+        sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+        assert _get(sc, path) == pytest.approx(value), (name, path)
+        if name != "hyperbola":
+            assert sc.seeds.count >= 8 and {"sgd", "gd"} <= set(sc.runners), name
+            assert any(r in sc.runners for r in ("euler_maruyama", "heun")), name
+    # the two full-batch experiments: minibatch SGD, label-noise SGD, models and an initial-scale sweep
+    for name, models in (("spectral_sparse", {"vanilla", "l1"}), ("tv_signal", {"vanilla"})):
+        variants = set(load_scenario(ROOT / "scenarios" / f"{name}.yaml").variants)
+        assert models | {"label_noise"} <= variants
+        assert sum(v.startswith("init_") for v in variants) >= 3
+        for v in variants - {"quick"}:
+            sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml", v)
+            assert sc.noise.scheme == "with_replacement" or sc.noise.label_noise > 0, (name, v)
+
+
+@pytest.fixture(scope="module")
+def quick_runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick")
+    paths = {}
+    for name in PAPER:
+        sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml", "quick")
+        res = run_scenario(sc, out / f"{name}-quick.h5", quiet=True)
+        assert not res.any_diverged, name
+        paths[name] = res.path
+    return paths
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_quick_variant_runs_end_to_end(quick_runs, name):
+    with h5py.File(quick_runs[name], "r") as f:
+        assert f.attrs["complete"] == 1 and f.attrs["variant"] == "quick"
+        groups = set(json.loads(f.attrs["runner_groups"]))
+        assert {"sgd", "gd"} <= groups and any(g.startswith("sde/") for g in groups)
+        for g in groups:
+            assert f[g].attrs["complete"] == 1
+            assert np.all(f[g]["diverged_at"][...] == -1)
+            assert np.all(np.isfinite(f[g]["loss"][...]))
+        # same initial points for every runner
+        first = {g: f[g]["loss"][:, 0] for g in groups}
+        ref = next(iter(first.values()))
+        for v in first.values():
+            np.testing.assert_array_equal(v, ref)
+
+
+def test_report_on_quick_outputs(quick_runs, tmp_path):
+    md, sections = build_report([str(p) for p in quick_runs.values()], str(tmp_path / "report"))
+    text = md.read_text()
+    assert {s.kind for s in sections} == {"hyperbola", "relu", "attention", "completion", "spectral", "tv"}
+    for title in ("## 1. Shallow ReLU", "## 2. Single-head attention", "## 3. Low-rank matrix completion",
+                  "## 4. Sparse spectral recovery", "## 5. Piecewise-constant signal", "## 6. Hyperbolas",
+                  "## Summary", "## Wall times"):
+        assert title in text
+    figures = [p for s in sections for p in s.figures]
+    assert len(figures) >= 6
+    for p in figures:
+        assert p.exists() and 1_000 < p.stat().st_size < 300_000
+        assert f"]({p.relative_to(tmp_path / 'report').as_posix()})" in text
+    nums = {s.kind: s.numbers for s in sections}
+    assert set(nums["relu"]["unit_ratio"]) == {"sgd", "sde", "gd"} and len(nums["relu"]["unit_ratio"]["sgd"]) == 16
+    assert "s1 (target 15)" in nums["completion"]["quick"]
+    assert np.isfinite(nums["hyperbola"]["rate_sgd"]["mean"])
+    assert "Frobenius ratio |W_Q|_F / |W_K|_F (start" in " ".join(nums["attention"]["quick"])
+
+
+def test_gpu_crosscheck_smoke(quick_runs, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("gpu_crosscheck", ROOT / "benchmarks" / "gpu_crosscheck.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "big.h5"
+    rc = mod.main([str(quick_runs["matrix_completion"]), "--seeds", "6", "--out", str(out), "--zmax", "100"])
+    assert rc == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert res["big"]["seeds"] == 6 and res["cpu"]["seeds"] == 4
+    assert {r["quantity"] for r in res["rows"]} >= {"s1", "s2", "largest other singular value", "mean |log mode ratio|"}
+    # the shared seeds 0..3 are the same computation on the same backend: identical
+    assert res["shared_seeds"]["max_rel_diff_params"] == 0.0
+    assert "throughput" in capsys.readouterr().out
