@@ -13,9 +13,17 @@ stopped after any chunk and resumed gives the same numbers bit for bit.
 
 Divergence: after every unit step each seed checks that its parameters are finite and
 below ``divergence_threshold``; a seed that fails is frozen, its step is stored in
-``diverged_at``, and its later records are NaN. The other seeds go on.
+``diverged_at``, and its later records are NaN. The other seeds go on. The test is
+compiled as a cheap elementwise flag accumulated along a *span* of blocks; only when
+some live seed's flag failed is the span re-run from its start with the test after
+every step, which gives the same numbers as testing every step always.
+
+Randomness of ``group`` consecutive blocks is drawn in one call (``vmap`` over the keys
+``fold_in(seed_key, block index)``, so the numbers do not depend on ``group``), with
+``group`` as large as fits in ``draw_budget`` elements for the whole ensemble.
 """
 
+import math
 from typing import Any, Callable
 
 import equinox as eqx
@@ -24,6 +32,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 DEFAULT_MAX_BLOCK = 256
+DEFAULT_DRAW_BUDGET = 1 << 20  # random draws held at once for the whole ensemble (elements)
 
 
 def block_size(record_every: int, max_block: int = DEFAULT_MAX_BLOCK) -> int:
@@ -59,6 +68,26 @@ def _where_tree(pred, new, old):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
+def _where_seeds(pred, new, old):
+    """``_where_tree`` with ``pred`` [S] broadcast along each leaf's leading seed axis."""
+    return jax.tree_util.tree_map(
+        lambda a, b: jnp.where(pred.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old
+    )
+
+
+def draw_group(stepper, data, block: int, blocks_per_record: int, num_seeds: int, dtype, budget: int) -> int:
+    """The largest divisor of ``blocks_per_record`` whose blocks' draws, for the whole
+    ensemble, fit in ``budget`` elements (at least 1). ``data`` is one seed's data."""
+    shapes = jax.eval_shape(
+        lambda k: stepper.draw(k, block * stepper.substeps, data, dtype), jax.random.key(0)
+    )
+    per_block = num_seeds * sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes))
+    return max(
+        g for g in range(1, blocks_per_record + 1)
+        if blocks_per_record % g == 0 and (g == 1 or g * per_block <= budget)
+    )
+
+
 @eqx.filter_jit
 def advance(
     stepper,
@@ -71,6 +100,7 @@ def advance(
     data_batched: bool = False,
     max_block: int = DEFAULT_MAX_BLOCK,
     divergence_threshold: float = 1e30,
+    draw_budget: int = DEFAULT_DRAW_BUDGET,
 ):
     """Advance ``ens`` by ``num_records * record_every`` unit steps.
 
@@ -79,19 +109,47 @@ def advance(
     block = block_size(record_every, max_block)
     blocks_per_record = record_every // block
     sub = stepper.substeps
-    step0 = ens.step
+    dax = 0 if data_batched else None
+    data0 = jax.tree_util.tree_map(lambda a: a[0], data) if data_batched else data
+    group = draw_group(stepper, data0, block, blocks_per_record, ens.theta.shape[0], ens.theta.dtype, draw_budget)
+    span = group * block
 
-    def seed_chunk(theta, aux, key, div, data):
-        dtype = theta.dtype
+    def seed_draws(key, data, k, dtype):
+        """Draws of the ``span`` unit steps from step ``k``; block ``b`` from ``fold_in(key, b)``."""
+        if group == 1:
+            d = stepper.draw(jax.random.fold_in(key, k // block), block * sub, data, dtype)
+        else:
+            keys = jax.vmap(lambda i: jax.random.fold_in(key, k // block + i))(jnp.arange(group, dtype=jnp.int32))
+            d = jax.vmap(lambda kk: stepper.draw(kk, block * sub, data, dtype))(keys)
+            d = jax.tree_util.tree_map(lambda a: a.reshape((group * a.shape[1],) + a.shape[2:]), d)
+        return jax.tree_util.tree_map(lambda a: a.reshape((span, sub) + a.shape[1:]), d)
 
-        def unit(carry, draws_unit):
+    def substeps(theta, aux, data, draws_unit):
+        def substep(c, d):
+            th, ax = c
+            return stepper.step(th, ax, data, d), None
+
+        return jax.lax.scan(substep, (theta, aux), draws_unit)[0]
+
+    def fast_span(theta, aux, key, data, k):
+        """The span with no per-step test; ``ok``: every step finite and below the threshold."""
+
+        def unit(carry, d):
+            theta, aux, ok = carry
+            th1, ax1 = substeps(theta, aux, data, d)
+            return (th1, ax1, ok & (jnp.abs(th1) < divergence_threshold)), None  # NaN fails <
+
+        (theta, aux, ok), _ = jax.lax.scan(
+            unit, (theta, aux, jnp.ones(theta.shape, bool)), seed_draws(key, data, k, theta.dtype)
+        )
+        return theta, aux, jnp.all(ok)
+
+    def checked_span(theta, aux, key, div, data, k):
+        """The span with the test after every unit step (freezes a seed where it fails)."""
+
+        def unit(carry, d):
             theta, aux, div, k = carry
-
-            def substep(c, d):
-                th, ax = c
-                return stepper.step(th, ax, data, d), None
-
-            (th1, ax1), _ = jax.lax.scan(substep, (theta, aux), draws_unit)
+            th1, ax1 = substeps(theta, aux, data, d)
             k = k + 1
             bad = ~(jnp.all(jnp.isfinite(th1)) & (jnp.max(jnp.abs(th1)) < divergence_threshold))
             alive = div < 0
@@ -101,35 +159,49 @@ def advance(
             div = jnp.where(alive & bad, k, div)
             return (theta, aux, div, k), None
 
-        def one_block(carry, b):
-            theta, aux, div, k = carry
-            draws = stepper.draw(jax.random.fold_in(key, k // block), block * sub, data, dtype)
-            draws = jax.tree_util.tree_map(lambda a: a.reshape((block, sub) + a.shape[1:]), draws)
-            carry, _ = jax.lax.scan(unit, carry, draws)
-            return carry, None
+        (theta, aux, div, _), _ = jax.lax.scan(unit, (theta, aux, div, k), seed_draws(key, data, k, theta.dtype))
+        return theta, aux, div
 
-        def one_record(carry, _):
-            carry, _ = jax.lax.scan(one_block, carry, None, length=blocks_per_record)
-            theta, aux, div, k = carry
-            obs = observe(theta, data)
-            obs = jax.tree_util.tree_map(
-                lambda a: jnp.where(div >= 0, jnp.full_like(a, jnp.nan), a)
-                if jnp.issubdtype(a.dtype, jnp.floating)
-                else a,
-                obs,
-            )
-            return carry, obs
+    def one_span(carry, _):
+        theta, aux, div, k = carry
+        th1, ax1, ok = jax.vmap(fast_span, in_axes=(0, 0, 0, dax, None))(theta, aux, ens.key, data, k)
+        alive = div < 0
 
-        (theta, aux, div, _), records = jax.lax.scan(
-            one_record, (theta, aux, div, step0), None, length=num_records
+        def accept(_):
+            return _where_seeds(alive, th1, theta), _where_seeds(alive, ax1, aux), div
+
+        def redo_checked(_):
+            return jax.vmap(checked_span, in_axes=(0, 0, 0, 0, dax, None))(theta, aux, ens.key, div, data, k)
+
+        # outside the seed vmap: a real branch, the checked re-run costs nothing unless needed
+        theta, aux, div = jax.lax.cond(jnp.any(alive & ~ok), redo_checked, accept, None)
+        return (theta, aux, div, k + span), None
+
+    def one_record(carry, _):
+        carry, _ = jax.lax.scan(one_span, carry, None, length=record_every // span)
+        theta, aux, div, k = carry
+        obs = jax.vmap(observe, in_axes=(0, dax))(theta, data)
+        dead = div >= 0
+        obs = jax.tree_util.tree_map(
+            lambda a: jnp.where(dead.reshape((-1,) + (1,) * (a.ndim - 1)), jnp.full_like(a, jnp.nan), a)
+            if jnp.issubdtype(a.dtype, jnp.floating)
+            else a,
+            obs,
         )
-        return theta, aux, div, records
+        return carry, obs
 
-    theta, aux, div, records = jax.vmap(
-        seed_chunk, in_axes=(0, 0, 0, 0, 0 if data_batched else None)
-    )(ens.theta, ens.aux, ens.key, ens.diverged_at, data)
-    new = Ensemble(theta, aux, ens.key, div, step0 + num_records * record_every)
+    (theta, aux, div, _), records = jax.lax.scan(
+        one_record, (ens.theta, ens.aux, ens.diverged_at, ens.step), None, length=num_records
+    )
+    records = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), records)  # [S, num_records, ...]
+    new = Ensemble(theta, aux, ens.key, div, ens.step + num_records * record_every)
     return new, records
+
+
+@eqx.filter_jit
+def observe_all(observe: Callable, theta, data, data_batched: bool = False):
+    """``observe`` on every seed, compiled (an eager vmap costs milliseconds per call)."""
+    return jax.vmap(observe, in_axes=(0, 0 if data_batched else None))(theta, data)
 
 
 def run_ensemble(
@@ -156,7 +228,7 @@ def run_ensemble(
     total = num_steps // record_every
     chunk_records = chunk_records or total
     ens = init_ensemble(stepper, theta0, keys, data, data_batched)
-    first = jax.vmap(observe, in_axes=(0, 0 if data_batched else None))(theta0, data)
+    first = observe_all(observe, theta0, data, data_batched)
     parts = [jax.tree_util.tree_map(lambda a: a[:, None], first)]
     done = 0
     while done < total:
