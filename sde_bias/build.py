@@ -387,6 +387,12 @@ def build_setup(sc: Scenario, built: BuiltProblem | None = None) -> RunSetup:
     else:
         data, batched = problem.train, False
     observe = _observables.make_observer(problem, list(sc.record))  # unknown names fail here
+    # split the seed axis over the available devices (a no-op on one device)
+    from .parallel import shard_seeds
+
+    theta0, run_keys = shard_seeds(theta0, run_keys)
+    if batched:
+        data = shard_seeds(data)
     return RunSetup(
         scenario=sc,
         problem=problem,

@@ -367,6 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .parallel import configure_host_devices
+
+    # one JAX CPU device per core, so ensembles are split over the cores (XLA runs a
+    # small step on one core otherwise); must happen before JAX starts its backend
+    configure_host_devices()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
