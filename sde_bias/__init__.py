@@ -1,11 +1,57 @@
 """sde_bias: SGD as a stochastic differential equation, and the implicit bias it induces.
 
-See THEORY.md for the formulas; each public object's docstring names the section it implements.
+The public API, by stage (README "Where the maths lives" maps every formula of THEORY.md
+to its module):
+
+- models (``sde_bias.models``): parameterizations with their symmetry, invariants and
+  balanced section;
+- problems and noise: :class:`Problem`, :class:`Dataset`, :class:`TeacherStream`, the
+  sampling schemes (:class:`FullBatch`, :class:`WithReplacement`, ...);
+- runners: :class:`DiscreteStepper` (GD, SGD, SVAG), :class:`SGDSDE` /
+  :class:`CustomSDE` with :class:`SDEStepper` (diffrax solvers), :func:`run_ensemble`;
+- theory: ``sde_bias.symmetry``, ``sde_bias.quotient``, ``sde_bias.discovery``,
+  ``sde_bias.fokker_planck``, ``sde_bias.compare`` (the last two import scipy, so they
+  are not imported here);
+- the front door: :func:`load_scenario`, :func:`run_scenario` (and the ``sde-bias`` CLI).
 """
 
 __version__ = "0.1.0"
 
 from .models import *  # noqa: F401,F403
+
+from .data import Dataset as Dataset, TeacherStream as TeacherStream  # noqa: E402
+from .losses import L1Penalty as L1Penalty, SquaredLoss as SquaredLoss  # noqa: E402
+from .noise import (  # noqa: E402
+    AbstractScheme as AbstractScheme,
+    Bernoulli as Bernoulli,
+    FullBatch as FullBatch,
+    LabelNoise as LabelNoise,
+    Online as Online,
+    WithoutReplacement as WithoutReplacement,
+    WithReplacement as WithReplacement,
+)
+from .problem import Problem as Problem  # noqa: E402
+from .sgd import DiscreteStepper as DiscreteStepper  # noqa: E402
+from .sde import (  # noqa: E402
+    AbstractSDE as AbstractSDE,
+    CustomSDE as CustomSDE,
+    SDEStepper as SDEStepper,
+    SGDSDE as SGDSDE,
+)
+from .integrate import advance as advance, run_ensemble as run_ensemble  # noqa: E402
+from .observables import make_observer as make_observer  # noqa: E402
+from .quotient import (  # noqa: E402
+    ito_projection as ito_projection,
+    section_average as section_average,
+    empirical_average as empirical_average,
+)
+from .symmetry import (  # noqa: E402
+    gram_matrix as gram_matrix,
+    log_det_gram as log_det_gram,
+    noise_equilibrium as noise_equilibrium,
+    balance_rate as balance_rate,
+)
+from .discovery import discover_symmetries as discover_symmetries  # noqa: E402
 
 # The front door: scenario files, runs, HDF5 output (docs/scenarios.md).
 from .scenario import (  # noqa: E402,F401

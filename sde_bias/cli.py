@@ -367,11 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     from .parallel import configure_host_devices
 
     # one JAX CPU device per core, so ensembles are split over the cores (XLA runs a
-    # small step on one core otherwise); must happen before JAX starts its backend
-    configure_host_devices()
+    # small step on one core otherwise); a no-op when JAX already started (main() called
+    # from a process that used JAX, e.g. the tests)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        configure_host_devices()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
