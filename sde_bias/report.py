@@ -729,6 +729,18 @@ def _relu_figure(run: Run, path: Path, d_in: int, paper_steps: int | None) -> Pa
     return _save(fig, path)
 
 
+def _record_indices(r, paper: int | None) -> tuple[dict, str]:
+    """Per role, the record index at the paper's step (or the last), and a note when a
+    runner did not reach it."""
+    i_by_role, note = {}, ""
+    for role in ROLES:
+        g = r.runner(role)
+        if g is not None:
+            i_by_role[role], n_ = _at_step_note(r, g, paper)
+            note = note or n_
+    return i_by_role, note
+
+
 def section_relu(sec: Section, figdir: Path) -> None:
     runs = _base_first(sec.runs)
     run = _paper_run(runs)
@@ -736,12 +748,7 @@ def section_relu(sec: Section, figdir: Path) -> None:
     paper = PAPER_STEPS["relu"]
     md = [f"- Paper: {CLAIMS['relu']}", "", _runs_header(runs), ""]
     # the paper's run: every unit's ratio
-    i_by_role, note = {}, ""
-    for role in ROLES:
-        g = run.runner(role)
-        if g is not None:
-            i_by_role[role], n_ = _at_step_note(run, g, paper)
-            note = note or n_
+    i_by_role, note = _record_indices(run, paper)
     g0 = run.sgd() or next(iter(run.groups.values()))
     step_used = int(g0.step[g0.index_at(paper)])
     q = []
@@ -833,12 +840,7 @@ def section_attention(sec: Section, figdir: Path) -> None:
     md = [f"- Paper: {CLAIMS['attention']}", "", _runs_header(runs), ""]
     for r in [run] + [x for x in runs if x is not run]:
         q = []
-        i_by_role, note = {}, ""
-        for role in ROLES:
-            g = r.runner(role)
-            if g is not None:
-                i_by_role[role], n_ = _at_step_note(r, g, paper if r is run else None)
-                note = note or n_
+        i_by_role, note = _record_indices(r, paper if r is run else None)
         g0 = r.sgd() or next(iter(r.groups.values()))
         step_used = int(g0.step[i_by_role.get("sgd", len(g0.step) - 1)])
         cols: dict[str, np.ndarray] = {}
@@ -947,12 +949,7 @@ def section_completion(sec: Section, figdir: Path) -> None:
     targets = [float(x) for x in (run.sc("data", "singular_values", default=[15.0, 5.0]) or [])]
     md = [f"- Paper: {CLAIMS['completion']}", "", _runs_header(runs), ""]
     for r in [run] + [x for x in runs if x is not run]:
-        i_by_role, note = {}, ""
-        for role in ROLES:
-            g = r.runner(role)
-            if g is not None:
-                i_by_role[role], n_ = _at_step_note(r, g, paper if r is run else None)
-                note = note or n_
+        i_by_role, note = _record_indices(r, paper if r is run else None)
         g0 = r.sgd() or next(iter(r.groups.values()))
         step_used = int(g0.step[i_by_role.get("sgd", len(g0.step) - 1)])
         q = []
