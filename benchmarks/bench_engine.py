@@ -12,9 +12,7 @@ Sections (benchmarks/README.md explains each measurement):
   seed-steps/s against the paper's PyTorch loop (benchmarks/paper_loop_torch.py, one
   seed), unsharded and with the seeds sharded over the host devices;
 - ``ablation``: where the time of that SGD loop goes at 256 seeds (divergence test,
-  random numbers, the eager preamble of ``run_ensemble``) and the candidate core
-  patches A-D (README), each checked to give the shipped engine's numbers bit for bit;
-- ``check``: patches B+C+D against the shipped engine on diverging and non-diverging runs;
+  random numbers), measured on a copy of the earlier per-step-check loop with switches;
 - ``sde``: the SDE fixed-step path (``SDEStepper`` + Euler) at 1, 16, 256 trajectories on
   matrix completion and on the u v toy (+ 10,000 trajectories on the toy), against
   (a) a hand-written ``lax.scan`` Euler-Maruyama with pre-drawn increments,
@@ -52,7 +50,7 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer steps and rounds (smoke test)")
     ap.add_argument("--rounds", type=int, default=None, help="timed rounds per measurement (default 5, quick 3)")
-    ap.add_argument("--only", default="check,sgd,ablation,sde,uv_sgd,f64", help="comma-separated sections")
+    ap.add_argument("--only", default="sgd,ablation,sde,uv_sgd,f64", help="comma-separated sections")
     ap.add_argument("--devices", type=int, default=2, help="host CPU devices for seed sharding (1: no sharding)")
     ap.add_argument("--no-torch", action="store_true", help="do not run the PyTorch baseline (use the quoted figure)")
     ap.add_argument("--json", default=None, help="also write all results to this JSON file")
@@ -67,7 +65,6 @@ from sde_bias.parallel import configure_host_devices, shard_seeds  # noqa: E402
 NUM_DEVICES = configure_host_devices(ARGS.devices)
 
 import diffrax  # noqa: E402
-import equinox as eqx  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -75,7 +72,7 @@ import numpy as np  # noqa: E402
 import sde_bias  # noqa: E402
 from sde_bias import data as D  # noqa: E402
 from sde_bias.data import Dataset  # noqa: E402
-from sde_bias.integrate import Ensemble, _where_tree, advance, block_size, init_ensemble, run_ensemble  # noqa: E402
+from sde_bias.integrate import block_size, run_ensemble  # noqa: E402
 from sde_bias.losses import SquaredLoss  # noqa: E402
 from sde_bias.noise import Bernoulli, FullBatch, LabelNoise  # noqa: E402
 from sde_bias.observables import make_observer  # noqa: E402
@@ -194,17 +191,12 @@ def seed_keys(S):
     return jax.random.split(jax.random.key(1), S)
 
 
-def ours_entries(tag, stepper, theta0, keys, data, observe, num_steps, record_every, patches=("C", "BC", "BCD")):
-    """``run_ensemble`` as a user calls it, then the same with each candidate patch set
-    of ``patches`` applied (see the ablation section)."""
+def ours_entries(tag, stepper, theta0, keys, data, observe, num_steps, record_every):
+    """``run_ensemble`` as a user calls it."""
     S = theta0.shape[0]
     kw = dict(num_steps=num_steps, record_every=record_every)
-    out = [Entry(f"{tag}", lambda: run_ensemble(stepper, theta0, keys, data, observe, **kw)["ensemble"].theta,
-                 S * num_steps)]
-    for p in patches:
-        out.append(Entry(f"{tag} +" + "+".join(p), lambda p=p: run_ensemble_patched(
-            stepper, theta0, keys, data, observe, patches=p, **kw)["ensemble"].theta, S * num_steps))
-    return out
+    return [Entry(f"{tag}", lambda: run_ensemble(stepper, theta0, keys, data, observe, **kw)["ensemble"].theta,
+                  S * num_steps)]
 
 
 # ---------------------------------------------------------------------------
@@ -266,15 +258,13 @@ def section_sgd(torch_base: TorchBaseline):
     plan = {1: steps(20000), 64: steps(2000), 256: steps(1000)}
     for S, N in plan.items():
         theta0, keys = completion_theta0(problem, S), seed_keys(S)
-        entries = ours_entries("ours", stepper, theta0, keys, data, observe, N, 1000, patches=("C", "BCD"))
+        entries = ours_entries("ours", stepper, theta0, keys, data, observe, N, 1000)
         sharded = None
         if NUM_DEVICES > 1 and S > 1:
             th_s, k_s = shard_seeds(theta0, keys)
             sharded = Entry("ours sharded", lambda th_s=th_s, k_s=k_s: run_ensemble(
                 stepper, th_s, k_s, data, observe, num_steps=N, record_every=1000)["ensemble"].theta, S * N)
             entries.append(sharded)
-            entries.append(Entry("ours sharded +B+C+D", lambda th_s=th_s, k_s=k_s: run_ensemble_patched(
-                stepper, th_s, k_s, data, observe, num_steps=N, record_every=1000, patches="BCD")["ensemble"].theta, S * N))
         tb = torch_base.entry(torch_steps)
         run_rounds(([tb] if tb else []) + entries)
         if sharded is not None:  # same numbers, bit for bit
@@ -308,9 +298,10 @@ def section_sgd(torch_base: TorchBaseline):
 
 def variant_advance(stepper, data, observe, *, num_records, record_every, rng=True, check="full",
                     threshold=1e30, max_block=256):
-    """A copy of ``sde_bias.integrate.advance`` with switches, for ablation:
+    """A copy of the earlier ``sde_bias.integrate.advance`` (divergence test after every
+    unit step, one draw per block) with switches, for ablation:
     ``rng=False`` feeds a constant draw (an exact 50% Bernoulli mask for bits);
-    ``check``: ``"full"`` (as shipped), ``"cheap"`` (one reduction: ``max|theta| < thr``,
+    ``check``: ``"full"`` (as it was), ``"cheap"`` (one reduction: ``max|theta| < thr``,
     false for NaN and inf, so the same decisions), ``"none"``."""
     block = block_size(record_every, max_block)
     blocks_per_record = record_every // block
@@ -395,135 +386,6 @@ def dense_completion_sgd(problem, data, lr, num_steps):
     return run
 
 
-def _draw_group(stepper, data, block, num_blocks, num_seeds, dtype, budget):
-    """PATCH D's group size: the largest divisor ``G`` of ``num_blocks`` (blocks per
-    record) with ``G`` blocks' draws for the whole ensemble within ``budget`` elements."""
-    if not budget:
-        return 1
-    shapes = jax.eval_shape(lambda k: stepper.draw(k, block * stepper.substeps, data, dtype), jax.random.key(0))
-    per_block = sum(math.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes)) * num_seeds
-    return max(g for g in range(1, num_blocks + 1) if num_blocks % g == 0 and (g == 1 or g * per_block <= budget))
-
-
-def candidate_advance(block_check: bool = True, draw_budget: int = 0):
-    """Candidate patches of ``sde_bias.integrate.advance``; same numbers, bit for bit, as
-    the shipped one (checked in the ablation section and by the equality test below).
-
-    - PATCH B (``block_check``): the divergence test once per block instead of after every
-      step. Along the block each seed accumulates an elementwise flag "every step was finite
-      and below the threshold" (one compare and one ``and``, fused into the update); if any
-      live seed failed, the block is re-run from its start with the shipped per-step test
-      (``lax.cond`` outside the seed vmap, so it costs nothing when nothing diverges).
-    - PATCH D (``draw_budget`` > 0): the randomness of ``G`` consecutive blocks is drawn in
-      one call, ``vmap`` over the ``G`` keys ``fold_in(seed_key, block index)`` (the same
-      keys, so the same numbers), ``G`` the largest divisor of the blocks per record whose
-      draws for the ensemble fit in ``draw_budget`` elements. Amortises the fixed cost of a
-      threefry call (rolled while loops on CPU) over more steps."""
-
-    @eqx.filter_jit
-    def adv(stepper, ens, data, observe, *, num_records, record_every, max_block=256, divergence_threshold=1e30):
-        block = block_size(record_every, max_block)
-        sub = stepper.substeps
-        G = _draw_group(stepper, data, block, record_every // block, ens.theta.shape[0], ens.theta.dtype, draw_budget)
-        span = G * block
-
-        def seed_draws(key, k, dtype):
-            if G == 1:
-                d = stepper.draw(jax.random.fold_in(key, k // block), block * sub, data, dtype)
-            else:
-                keys = jax.vmap(lambda i: jax.random.fold_in(key, k // block + i))(jnp.arange(G, dtype=jnp.int32))
-                d = jax.vmap(lambda kk: stepper.draw(kk, block * sub, data, dtype))(keys)
-                d = jax.tree_util.tree_map(lambda a: a.reshape((G * a.shape[1],) + a.shape[2:]), d)
-            return jax.tree_util.tree_map(lambda a: a.reshape((span, sub) + a.shape[1:]), d)
-
-        def substeps(theta, aux, d):
-            def substep(c, dd):
-                return stepper.step(c[0], c[1], data, dd), None
-            return jax.lax.scan(substep, (theta, aux), d)[0]
-
-        def fast_span(theta, aux, key, k):
-            def unit(c, d):
-                th, ax, ok = c
-                th1, ax1 = substeps(th, ax, d)
-                return (th1, ax1, ok & (jnp.abs(th1) < divergence_threshold)), None
-            (th, ax, ok), _ = jax.lax.scan(unit, (theta, aux, jnp.ones(theta.shape, bool)), seed_draws(key, k, theta.dtype))
-            return th, ax, jnp.all(ok)
-
-        def checked_span(theta, aux, key, div, k):
-            def unit(c, d):
-                th, ax, div, k = c
-                th1, ax1 = substeps(th, ax, d)
-                k = k + 1
-                bad = ~(jnp.all(jnp.isfinite(th1)) & (jnp.max(jnp.abs(th1)) < divergence_threshold))
-                alive = div < 0
-                keep = alive & ~bad
-                return (jnp.where(keep, th1, th), _where_tree(keep, ax1, ax), jnp.where(alive & bad, k, div), k), None
-            (th, ax, div, _), _ = jax.lax.scan(unit, (theta, aux, div, k), seed_draws(key, k, theta.dtype))
-            return th, ax, div
-
-        def one_span(c, _):
-            theta, aux, div, k = c
-            if not block_check:
-                theta, aux, div = jax.vmap(checked_span, in_axes=(0, 0, 0, 0, None))(theta, aux, ens.key, div, k)
-                return (theta, aux, div, k + span), None
-            th_f, ax_f, ok = jax.vmap(fast_span, in_axes=(0, 0, 0, None))(theta, aux, ens.key, k)
-            alive = div < 0
-
-            def fast(_):
-                return jnp.where(alive[:, None], th_f, theta), _where_tree(alive[:, None], ax_f, aux), div
-
-            def slow(_):
-                return jax.vmap(checked_span, in_axes=(0, 0, 0, 0, None))(theta, aux, ens.key, div, k)
-
-            theta, aux, div = jax.lax.cond(jnp.any(alive & ~ok), slow, fast, None)
-            return (theta, aux, div, k + span), None
-
-        def one_record(c, _):
-            c, _ = jax.lax.scan(one_span, c, None, length=record_every // span)
-            obs = jax.vmap(observe, in_axes=(0, None))(c[0], data)
-            obs = jax.tree_util.tree_map(lambda a: jnp.where(c[2] >= 0, jnp.nan, a), obs)
-            return c, obs
-
-        (theta, aux, div, _), rec = jax.lax.scan(one_record, (ens.theta, ens.aux, ens.diverged_at, ens.step), None,
-                                                 length=num_records)
-        rec = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), rec)
-        return Ensemble(theta, aux, ens.key, div, ens.step + num_records * record_every), rec
-
-    return adv
-
-
-DRAW_BUDGET = 1 << 20  # elements of random draws held at once for the whole ensemble (PATCH D)
-
-
-def jitted_first_observe():
-    """Candidate patch of ``run_ensemble``: the initial record through a jitted vmap (as
-    ``sde_bias.run._observe_all`` already does) instead of an eager one."""
-
-    @eqx.filter_jit
-    def first(observe, theta0, data):
-        return jax.vmap(observe, in_axes=(0, None))(theta0, data)
-
-    return first
-
-
-_FIRST = jitted_first_observe()
-_CANDIDATES = {"B": candidate_advance(True, 0), "D": candidate_advance(False, DRAW_BUDGET),
-               "BD": candidate_advance(True, DRAW_BUDGET)}
-
-
-def run_ensemble_patched(stepper, theta0, keys, data, observe, *, num_steps, record_every, patches="C"):
-    """``sde_bias.integrate.run_ensemble`` with PATCH C (jitted initial record) and the
-    ``advance`` of the other patches named in ``patches`` ("C", "BC", "BCD")."""
-    key = "".join(p for p in patches if p in "BD")
-    adv = _CANDIDATES[key] if key else advance
-    ens = init_ensemble(stepper, theta0, keys, data, False)
-    first = _FIRST(observe, theta0, data)
-    ens, rec = adv(stepper, ens, data, observe, num_records=num_steps // record_every, record_every=record_every)
-    records = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[:, None], b], axis=1), first, rec)
-    return {"step": jnp.arange(num_steps // record_every + 1) * record_every, "records": records,
-            "diverged_at": ens.diverged_at, "ensemble": ens}
-
-
 def section_ablation():
     log("\n== ablation: completion SGD at 256 seeds, time shares of the loop ==")
     problem, data, lr = completion()
@@ -532,69 +394,27 @@ def section_ablation():
     S, N = 256, steps(1000)
     theta0, keys = completion_theta0(problem, S), seed_keys(S)
     nr = N // 1000
-    ens = init_ensemble(stepper, theta0, keys, data, False)
-    entries = ours_entries("run_ensemble (as shipped)", stepper, theta0, keys, data, observe, N, 1000, patches=())
-    entries.append(Entry("PATCH C: jitted initial record", lambda: run_ensemble_patched(
-        stepper, theta0, keys, data, observe, num_steps=N, record_every=1000)["ensemble"].theta, S * N))
+    entries = ours_entries("run_ensemble (as shipped)", stepper, theta0, keys, data, observe, N, 1000)
+    # switches on a copy of the earlier per-step-check loop (variant_advance)
     variants = {
-        "PATCH A: one-reduction check": dict(check="cheap"),
-        "no divergence check": dict(check="none"),
-        "no RNG (constant mask)": dict(rng=False),
-        "no RNG, no check": dict(rng=False, check="none"),
+        "per-step loop, full check": dict(check="full"),
+        "per-step loop, one-reduction check": dict(check="cheap"),
+        "per-step loop, no divergence check": dict(check="none"),
+        "per-step loop, no RNG (constant mask)": dict(rng=False),
+        "per-step loop, no RNG, no check": dict(rng=False, check="none"),
     }
-    fns = {}
     for name, kw in variants.items():
         f = variant_advance(stepper, data, observe, num_records=nr, record_every=1000, **kw)
-        fns[name] = lambda f=f: f(theta0, keys)[0]
-    for key, name in (("B", "PATCH B: block-level check"), ("BD", "PATCH B+D")):
-        fns[name] = lambda c=_CANDIDATES[key]: c(stepper, ens, data, observe, num_records=nr, record_every=1000)[0].theta
-    for name, f in fns.items():
-        entries.append(Entry(name, f, S * N))
+        entries.append(Entry(name, lambda f=f: f(theta0, keys)[0], S * N))
     dense = dense_completion_sgd(problem, data, lr, N)
     entries.append(Entry("hand-written dense, no RNG/check/records", lambda: dense(theta0, keys), S * N))
     run_rounds(entries)
-    # the candidate patches must not change a single number
-    ref = np.asarray(advance(stepper, ens, data, observe, num_records=nr, record_every=1000)[0].theta)
-    same = {name: bool(np.array_equal(ref, np.asarray(f()))) for name, f in fns.items() if name.startswith("PATCH")}
     base = entries[0]
     for e in entries:
         r = ratio(e, base)
         record("ablation", problem="completion", runner=e.name, S=S, ratio_vs_run_ensemble=r, rate=e.rate,
-               compile_s=e.compile_s, bit_identical=same.get(e.name))
-        extra = f"  bit-identical: {same[e.name]}" if e.name in same else ""
-        log(f"{e.name:42s} speed x run_ensemble: {fmt_ratio(r)}  ({e.rate:,.0f} seed-steps/s){extra}")
-
-
-def check_patches():
-    """The candidate patches give the shipped engine's numbers, bit for bit, divergence
-    included (records, final state, diverged_at), on SGD and the SDE, both problems."""
-    log("\n== check: candidate patches B+C+D against the shipped engine (B, D alone: see ablation) ==")
-    mc, mc_data, _ = completion()
-    uv, uv_data, _ = uv_toy()
-    S = 8
-    th_mc, th_uv = completion_theta0(mc, S), uv_theta0(S)
-    spread = jnp.linspace(1.0, 60.0, S)[:, None].astype(jnp.float32)
-    cases = {
-        "completion sde": (SDEStepper(SGDSDE(mc, 1e-3), diffrax.Euler()), th_mc, mc_data, mc),
-        "completion sgd diverging": (DiscreteStepper(mc, 3.0), th_mc * spread, mc_data, mc),
-        "uv sde": (SDEStepper(SGDSDE(uv, 0.01), diffrax.Euler()), th_uv, uv_data, uv),
-    }
-    ok_all = True
-    for name, (stepper, theta0, data, problem) in cases.items():
-        observe = make_observer(problem, ["loss"])
-        keys = seed_keys(S)
-        ref = run_ensemble(stepper, theta0, keys, data, observe, num_steps=2000, record_every=1000)
-        for p in ("BCD",):
-            out = run_ensemble_patched(stepper, theta0, keys, data, observe, num_steps=2000, record_every=1000, patches=p)
-            ok = (np.array_equal(np.asarray(ref["ensemble"].theta), np.asarray(out["ensemble"].theta))
-                  and np.array_equal(np.asarray(ref["diverged_at"]), np.asarray(out["diverged_at"]))
-                  and np.array_equal(np.asarray(ref["records"]["loss"]), np.asarray(out["records"]["loss"]), equal_nan=True))
-            ok_all &= ok
-            record("check", problem=name, runner=p, bit_identical=bool(ok),
-                   diverged=int(np.sum(np.asarray(ref["diverged_at"]) >= 0)))
-        log(f"{name:26s} diverged seeds {int(np.sum(np.asarray(ref['diverged_at']) >= 0))}/{S}; "
-            f"patches B+C+D bit-identical: {RESULTS['rows'][-1]['bit_identical']}")
-    RESULTS["meta"]["patches_bit_identical"] = bool(ok_all)
+               compile_s=e.compile_s)
+        log(f"{e.name:42s} speed x run_ensemble: {fmt_ratio(r)}  ({e.rate:,.0f} seed-steps/s)")
 
 
 # ---------------------------------------------------------------------------
@@ -729,7 +549,7 @@ def section_uv_sgd():
     theta0, keys = uv_theta0(S), seed_keys(S)
     observe = make_observer(problem, ["loss"])
     stepper = DiscreteStepper(problem, lr)
-    entries = ours_entries("ours", stepper, theta0, keys, data, observe, N, 1000, patches=("BCD",))
+    entries = ours_entries("ours", stepper, theta0, keys, data, observe, N, 1000)
     ref = Entry("hand-written scan SGD", lambda f=ref_scan_sgd(problem, data, lr, N, 0.5): f(theta0, keys), S * N)
     entries.append(ref)
     if NUM_DEVICES > 1:
@@ -758,7 +578,7 @@ def section_f64():
             observe = make_observer(problem, ["loss"])
             theta0, keys = completion_theta0(problem, S, dtype), seed_keys(S)
             entries += ours_entries(f"{jnp.dtype(dtype).name}", DiscreteStepper(problem, lr), theta0, keys, data,
-                                    observe, N, 1000, patches=())
+                                    observe, N, 1000)
         run_rounds(entries)
         r = ratio(entries[0], entries[1])
         record("f64", problem="completion", runner="sgd", S=S, f32_over_f64=r, compile_s_f64=entries[1].compile_s)
@@ -788,7 +608,7 @@ def main():
         RESULTS["meta"]["torch"] = {"measured": tb.available, "threads": tb.threads, "calibration": tb.calibration}
         section_sgd(tb)
 
-    for name, fn in (("check", check_patches), ("sgd", sgd), ("ablation", section_ablation), ("uv_sgd", section_uv_sgd), ("sde", section_sde),
+    for name, fn in (("sgd", sgd), ("ablation", section_ablation), ("uv_sgd", section_uv_sgd), ("sde", section_sde),
                      ("f64", section_f64)):
         if name in only:
             t = time.perf_counter()
