@@ -242,10 +242,8 @@ def _decode(v):
 
 def load(path) -> Run:
     """Read one run file (all records in memory)."""
-    import h5py
-
     from .scenario import parse_yaml
-    from .store import RunFile
+    from .store import RunFile, read_records
 
     path = Path(path)
     with RunFile.open(path) as f:
@@ -257,11 +255,7 @@ def load(path) -> Run:
         groups = {}
         for p in f.runner_paths():
             g = f.h5[p]
-            recs = {
-                ds.attrs["observable"]: ds[...]
-                for ds in g.values()
-                if isinstance(ds, h5py.Dataset) and "observable" in ds.attrs
-            }
+            recs = read_records(g)
             groups[p] = Group(
                 name=p,
                 preset=str(_decode(g.attrs.get("preset", p))),

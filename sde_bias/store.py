@@ -340,6 +340,15 @@ def finalize(tmp, out):
 # ---------------------------------------------------------------------------
 
 
+def read_records(group) -> dict[str, np.ndarray]:
+    """Every recorded observable of a runner group, by observable name ([seed, time, ...])."""
+    return {
+        ds.attrs["observable"]: ds[...]
+        for ds in group.values()
+        if isinstance(ds, h5py.Dataset) and "observable" in ds.attrs
+    }
+
+
 def read_attrs(obj) -> dict[str, Any]:
     out = {}
     for k, v in obj.attrs.items():
@@ -359,11 +368,7 @@ def load_run(path) -> dict[str, Any]:
         out = {"attrs": read_attrs(f.h5), "runners": {}}
         for p in f.runner_paths():
             g = f.h5[p]
-            recs = {
-                ds.attrs["observable"]: ds[...]
-                for ds in g.values()
-                if isinstance(ds, h5py.Dataset) and "observable" in ds.attrs
-            }
+            recs = read_records(g)
             out["runners"][p] = {
                 "attrs": read_attrs(g),
                 "time": g["time"][...],
