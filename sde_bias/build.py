@@ -336,6 +336,11 @@ class RunSetup:
     def num_seeds(self) -> int:
         return int(self.seeds.shape[0])
 
+    @property
+    def seed0_data(self):
+        """The data of the first seed (the shared training set when not per seed)."""
+        return seed_slice(self.data, 0) if self.data_batched else self.data
+
 
 _INIT_CACHE: dict = {}
 
@@ -550,8 +555,7 @@ def _bracket_ratios(sde, theta0, data, data_batched):
 
 
 def _noise_dim(setup: RunSetup, sde) -> int:
-    data0 = seed_slice(setup.data, 0) if setup.data_batched else setup.data
-    return int(sde.noise_dim(data0))
+    return int(sde.noise_dim(setup.seed0_data))
 
 
 def make_runner(setup: RunSetup, preset):

@@ -149,7 +149,7 @@ def run_drift_check(cfg: DriftCheckConfig, setup, h5, q_map) -> list[ComparisonR
         if "last_params" not in g:
             raise ScenarioError(sc.source, [("theory.drift_check.from", f"runner {cfg.from_!r} has no saved parameters", cfg.from_)])
         thetas = jnp.asarray(g["last_params"][: cfg.num_points], setup.dtype)
-    data = setup.data if not setup.data_batched else jax.tree_util.tree_map(lambda a: a[0], setup.data)
+    data = setup.seed0_data
     sgd = _runner_stepper(setup, cfg.sgd)
     sde_stepper = _runner_stepper(setup, cfg.sde)
     chk = drift_check(
@@ -184,7 +184,7 @@ def run_stationary_check(cfg: StationaryCheckConfig, setup, h5, q_map) -> list[C
     final = np.asarray(g["invariants"][:, -1, cfg.component])
     samples = final[np.isfinite(final)]
     grid = _linspace(cfg.grid)
-    data = setup.data if not setup.data_batched else jax.tree_util.tree_map(lambda a: a[0], setup.data)
+    data = setup.seed0_data
     sde = _runner_stepper(setup, cfg.runner).sde
     qg = jnp.asarray(grid, setup.dtype)[:, None]
     coeffs = section_average(sde, q_map, model.section, qg, data)
@@ -230,7 +230,7 @@ def run_effective_drift(cfg: EffectiveDriftConfig, setup, h5, q_map) -> None:
     from .symmetry import noise_equilibrium, symmetric_generators
 
     model, sc = setup.problem.model, setup.scenario
-    data = setup.data if not setup.data_batched else jax.tree_util.tree_map(lambda a: a[0], setup.data)
+    data = setup.seed0_data
     sde = SGDSDE(setup.problem, float(sc.training.lr))
     out = _replace(h5.require_group("theory"), "effective_drift")
     for fiber in cfg.fibers:
@@ -273,7 +273,7 @@ def run_balance_check(setup, h5) -> list[ComparisonRow]:
     from .symmetry import balance_rate, symmetric_generators
 
     model, sc = setup.problem.model, setup.scenario
-    data = setup.data if not setup.data_batched else jax.tree_util.tree_map(lambda a: a[0], setup.data)
+    data = setup.seed0_data
     rows = []
     out = _replace(h5.require_group("theory"), "balance_check")
     A = symmetric_generators(model, setup.theta0[0])
