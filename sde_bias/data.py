@@ -47,11 +47,6 @@ class TeacherStream(eqx.Module):
         return Dataset(x, y)
 
 
-def evaluate(model: AbstractModel, theta, x) -> Array:
-    """Predictions of ``model`` at ``theta`` on a batch of inputs."""
-    return jax.vmap(lambda xi: model.predict(theta, xi))(x)
-
-
 # ---------------------------------------------------------------------------
 # Generators of the paper's experiments (PAPER_EXPERIMENTS.md)
 # ---------------------------------------------------------------------------
