@@ -51,7 +51,8 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer steps and rounds (smoke test)")
     ap.add_argument("--rounds", type=int, default=None, help="timed rounds per measurement (default 5, quick 3)")
     ap.add_argument("--only", default="sgd,ablation,sde,uv_sgd,f64", help="comma-separated sections")
-    ap.add_argument("--devices", type=int, default=2, help="host CPU devices for seed sharding (1: no sharding)")
+    ap.add_argument("--devices", type=int, default=None,
+                    help="host CPU devices for seed sharding (default: SDE_BIAS_DEVICES, else one per core; 1: no sharding)")
     ap.add_argument("--no-torch", action="store_true", help="do not run the PyTorch baseline (use the quoted figure)")
     ap.add_argument("--json", default=None, help="also write all results to this JSON file")
     return ap.parse_args(argv)
@@ -60,9 +61,9 @@ def parse_args(argv=None):
 ARGS = parse_args()
 
 # Host devices must be configured before JAX starts its backend.
-from sde_bias.parallel import configure_host_devices, shard_seeds  # noqa: E402
+from sde_bias.parallel import configure_host_devices, devices_from_env, shard_seeds  # noqa: E402
 
-NUM_DEVICES = configure_host_devices(ARGS.devices)
+NUM_DEVICES = configure_host_devices(ARGS.devices if ARGS.devices is not None else devices_from_env())
 
 import diffrax  # noqa: E402
 import jax  # noqa: E402

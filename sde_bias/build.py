@@ -20,6 +20,7 @@ from ``fold_in(data_key, 2)``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable
 
@@ -336,6 +337,16 @@ class RunSetup:
     def num_seeds(self) -> int:
         return int(self.seeds.shape[0])
 
+    @functools.cached_property
+    def runner_data(self):
+        """The data as the runners take it: per-seed data split over the devices like the
+        seeds (:func:`sde_bias.parallel.shard_seeds`, once), shared data as it is."""
+        if not self.data_batched:
+            return self.data
+        from .parallel import shard_seeds
+
+        return shard_seeds(self.data)
+
     @property
     def seed0_data(self):
         """The data of the first seed (the shared training set when not per seed)."""
@@ -392,12 +403,8 @@ def build_setup(sc: Scenario, built: BuiltProblem | None = None) -> RunSetup:
     else:
         data, batched = problem.train, False
     observe = _observables.make_observer(problem, list(sc.record))  # unknown names fail here
-    # split the seed axis over the available devices (a no-op on one device)
-    from .parallel import shard_seeds
-
-    theta0, run_keys = shard_seeds(theta0, run_keys)
-    if batched:
-        data = shard_seeds(data)
+    # the seeds are split over the devices by the runners only (their compiled loops run
+    # per device): everything else (theory, checks) sees ordinary, unsplit arrays
     return RunSetup(
         scenario=sc,
         problem=problem,
@@ -431,9 +438,9 @@ class FixedStepRunner:
         self.preset = preset
 
     def init(self, setup: RunSetup):
-        from .integrate import init_ensemble
+        from .integrate import init_ensemble, shard_ensemble
 
-        return init_ensemble(self.stepper, setup.theta0, setup.run_keys, setup.data, setup.data_batched)
+        return shard_ensemble(init_ensemble(self.stepper, setup.theta0, setup.run_keys, setup.data, setup.data_batched))
 
     def advance(self, ens, setup: RunSetup, num_records: int, record_every: int):
         from .integrate import advance
@@ -441,7 +448,7 @@ class FixedStepRunner:
         return advance(
             self.stepper,
             ens,
-            setup.data,
+            setup.runner_data,
             setup.observe,
             num_records=num_records,
             record_every=record_every,
@@ -451,52 +458,75 @@ class FixedStepRunner:
 
 
 @eqx.filter_jit
-def _adaptive_chunk(runner, theta, keys, div, data, step0, observe, num_records, record_every, data_batched, threshold):
+def _adaptive_chunk(runner, theta, keys, div, data, step0, observe, num_records, record_every, data_batched, threshold, mesh):
+    """One chunk of the adaptive runner for every seed; on each device's seeds separately
+    when ``mesh`` is given (a vmapped adaptive solve is a while loop whose predicate
+    reduces over seeds: split over devices by XLA, that reduction would be a collective
+    inside the loop)."""
+    from .integrate import observe_seeds
+    from .parallel import on_seed_shards
     from .sde import solve_adaptive
 
-    sde, p = runner.sde, runner.preset
-    dtype = theta.dtype
+    def body(shared, seeded):
+        runner, observe, step0, shared_data = shared
+        theta, keys, div, seed_data = seeded
+        sde, p = runner.sde, runner.preset
+        dtype = theta.dtype
 
-    def one(theta, key, div, data):
-        steps = step0 + record_every * jnp.arange(1, num_records + 1)
-        save_times = steps.astype(dtype) * sde.lr
-        t_start = step0.astype(dtype) * sde.lr
-        ys, ok = solve_adaptive(
-            sde,
-            runner.solver,
-            theta,
-            data,
-            key,
-            save_times,
-            t_start,
-            runner.t_final,
-            rtol=p.rtol,
-            atol=p.atol,
-            dt0=p.dt0,
-            brownian_tol=p.brownian_tol,
-            max_steps=p.max_steps,
-            ito_correction=runner.ito_correction,
-        )
-        good = jnp.all(jnp.isfinite(ys), axis=1) & (jnp.max(jnp.abs(ys), axis=1) < threshold)
-        n_good = jnp.sum(jnp.cumprod(good.astype(jnp.int32)))
-        all_good = (n_good == num_records) & ok
-        alive = div < 0
-        fail_at = step0 + record_every * jnp.minimum(n_good + 1, num_records)
-        new_div = jnp.where(alive & ~all_good, fail_at, div)
-        last_good = jnp.where(n_good > 0, ys[jnp.maximum(n_good - 1, 0)], theta)
-        new_theta = jnp.where(alive, jnp.where(all_good, ys[-1], last_good), theta)
-        obs = jax.vmap(lambda y: observe(y, data))(jnp.where(jnp.isfinite(ys), ys, 0.0))
+        def one(theta, key, div, data):
+            steps = step0 + record_every * jnp.arange(1, num_records + 1)
+            save_times = steps.astype(dtype) * sde.lr
+            t_start = step0.astype(dtype) * sde.lr
+            ys, ok = solve_adaptive(
+                sde,
+                runner.solver,
+                theta,
+                data,
+                key,
+                save_times,
+                t_start,
+                runner.t_final,
+                rtol=p.rtol,
+                atol=p.atol,
+                dt0=p.dt0,
+                brownian_tol=p.brownian_tol,
+                max_steps=p.max_steps,
+                ito_correction=runner.ito_correction,
+            )
+            good = jnp.all(jnp.isfinite(ys), axis=1) & (jnp.max(jnp.abs(ys), axis=1) < threshold)
+            n_good = jnp.sum(jnp.cumprod(good.astype(jnp.int32)))
+            all_good = (n_good == num_records) & ok
+            alive = div < 0
+            fail_at = step0 + record_every * jnp.minimum(n_good + 1, num_records)
+            new_div = jnp.where(alive & ~all_good, fail_at, div)
+            last_good = jnp.where(n_good > 0, ys[jnp.maximum(n_good - 1, 0)], theta)
+            new_theta = jnp.where(alive, jnp.where(all_good, ys[-1], last_good), theta)
+            return new_theta, new_div, ys, alive, all_good, n_good
+
+        new_theta, new_div, ys, alive, all_good, n_good = jax.vmap(
+            one, in_axes=(0, 0, 0, 0 if data_batched else None)
+        )(theta, keys, div, seed_data if data_batched else shared_data)
+        # observables one state at a time (see integrate.observe_seeds)
+        s, r = ys.shape[:2]
+        flat = jnp.where(jnp.isfinite(ys), ys, 0.0).reshape((s * r,) + ys.shape[2:])
+        if data_batched:
+            flat_data = jax.tree_util.tree_map(lambda a: jnp.repeat(a, r, axis=0), seed_data)
+            obs = observe_seeds(observe, flat, flat_data, True)
+        else:
+            obs = observe_seeds(observe, flat, shared_data, False)
         idx = jnp.arange(num_records)
-        bad_rec = (~alive) | ((~all_good) & (idx >= n_good))
+        bad_rec = (~alive[:, None]) | ((~all_good[:, None]) & (idx[None, :] >= n_good[:, None]))
         obs = jax.tree_util.tree_map(
-            lambda a: jnp.where(bad_rec.reshape((-1,) + (1,) * (a.ndim - 1)), jnp.nan, a)
+            lambda a: jnp.where(bad_rec.reshape((s, r) + (1,) * (a.ndim - 1)), jnp.nan, a.reshape((s, r) + a.shape[1:]))
             if jnp.issubdtype(a.dtype, jnp.floating)
-            else a,
+            else a.reshape((s, r) + a.shape[1:]),
             obs,
         )
         return new_theta, new_div, obs
 
-    return jax.vmap(one, in_axes=(0, 0, 0, 0 if data_batched else None))(theta, keys, div, data)
+    shared = (runner, observe, step0, None if data_batched else data)
+    seeded = (theta, keys, div, data if data_batched else None)
+    return on_seed_shards(body, mesh, shared, seeded)
 
 
 class AdaptiveRunner(eqx.Module):
@@ -512,30 +542,36 @@ class AdaptiveRunner(eqx.Module):
     def init(self, setup: RunSetup):
         from .integrate import Ensemble
 
+        from .integrate import shard_ensemble
+
         s = setup.num_seeds
-        return Ensemble(
-            theta=setup.theta0,
-            aux=None,
-            key=setup.run_keys,
-            diverged_at=jnp.full((s,), -1, jnp.int32),
-            step=jnp.zeros((), jnp.int32),
+        return shard_ensemble(
+            Ensemble(
+                theta=setup.theta0,
+                aux=None,
+                key=setup.run_keys,
+                diverged_at=jnp.full((s,), -1, jnp.int32),
+                step=jnp.zeros((), jnp.int32),
+            )
         )
 
     def advance(self, ens, setup: RunSetup, num_records: int, record_every: int):
         from .integrate import Ensemble
+        from .parallel import seed_mesh
 
         theta, div, obs = _adaptive_chunk(
             self,
             ens.theta,
             ens.key,
             ens.diverged_at,
-            setup.data,
+            setup.runner_data,
             ens.step,
             setup.observe,
             num_records,
             record_every,
             setup.data_batched,
             float(setup.scenario.training.divergence_threshold),
+            seed_mesh(ens.theta),
         )
         new = Ensemble(theta, ens.aux, ens.key, div.astype(jnp.int32), ens.step + num_records * record_every)
         return new, obs

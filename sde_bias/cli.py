@@ -1,6 +1,6 @@
 """The ``sde-bias`` command line.
 
-    sde-bias run SCENARIO [--variant NAME] [--set K=V ...] [--seeds N] [--out FILE] [--resume] [--quiet]
+    sde-bias run SCENARIO [--variant NAME] [--set K=V ...] [--seeds N] [--out FILE] [--resume] [--quiet] [--devices N]
     sde-bias validate SCENARIO...
     sde-bias list
     sde-bias inspect FILE
@@ -330,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue an interrupted run of the same scenario")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress or messages (errors only)")
     r.add_argument("--no-plot", action="store_true", help="do not write the PNG figures")
+    r.add_argument(
+        "--devices", type=int, metavar="N",
+        help="split the CPU into N JAX devices and the seeds over them (default: one per core, or the "
+        "SDE_BIAS_DEVICES environment variable; 1 = no split). Numbers do not depend on N.",
+    )
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("validate", help="check scenario files (and all their variants) without running",
@@ -366,23 +371,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def _split_host_devices(requested: int | None) -> None:
+    """One JAX CPU device per core (or ``--devices`` / ``SDE_BIAS_DEVICES``; 1 = no split),
+    so that the runners split their seeds over the cores (XLA runs a small step on one
+    core otherwise). Must come before JAX starts; a no-op when it already has (``main()``
+    called from a process that used JAX, e.g. the tests)."""
     import warnings
 
-    from .parallel import configure_host_devices
+    from .parallel import DEVICES_ENV, configure_host_devices, devices_from_env
 
-    # one JAX CPU device per core, so ensembles are split over the cores (XLA runs a
-    # small step on one core otherwise); a no-op when JAX already started (main() called
-    # from a process that used JAX, e.g. the tests)
+    if requested is not None and requested < 1:
+        raise UserError(f"--devices {requested}: expected a positive integer (1 = no split)")
+    if requested is None:
+        try:
+            requested = devices_from_env()
+        except ValueError as e:
+            raise UserError(str(e)) from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        configure_host_devices()
+        configure_host_devices(requested)
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, usage errors
         return int(e.code) if isinstance(e.code, int) else EXIT_USER
     try:
+        if hasattr(args, "devices"):
+            _split_host_devices(args.devices)
         return args.func(args)
     except ScenarioError as e:
         print(f"sde-bias: invalid scenario:\n{e}", file=sys.stderr)

@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .parallel import on_seed_shards, seed_mesh, shard_seeds
+
 DEFAULT_MAX_BLOCK = 256
 DEFAULT_DRAW_BUDGET = 1 << 20  # random draws held at once for the whole ensemble (elements)
 
@@ -51,6 +53,14 @@ class Ensemble(eqx.Module):
     key: PRNGKeyArray
     diverged_at: Int[Array, " S"]
     step: Int[Array, ""]
+
+
+def shard_ensemble(ens: Ensemble, devices=None) -> Ensemble:
+    """``ens`` with its seeds split over the devices (:func:`sde_bias.parallel.shard_seeds`;
+    unchanged on one device). :func:`advance` then runs each device's seeds in parallel."""
+    theta, key, div = shard_seeds(ens.theta, ens.key, ens.diverged_at, devices=devices)
+    aux = shard_seeds(ens.aux, devices=devices) if jax.tree_util.tree_leaves(ens.aux) else ens.aux
+    return Ensemble(theta, aux, key, div, ens.step)
 
 
 def init_ensemble(stepper, theta0: Float[Array, "S p"], keys: PRNGKeyArray, data, data_batched: bool) -> Ensemble:
@@ -88,7 +98,6 @@ def draw_group(stepper, data, block: int, blocks_per_record: int, num_seeds: int
     )
 
 
-@eqx.filter_jit
 def advance(
     stepper,
     ens: Ensemble,
@@ -102,16 +111,67 @@ def advance(
     divergence_threshold: float = 1e30,
     draw_budget: int = DEFAULT_DRAW_BUDGET,
 ):
-    """Advance ``ens`` by ``num_records * record_every`` unit steps.
+    """Advance ``ens`` by ``num_records * record_every`` unit steps (compiled).
 
     ``observe(theta, data) -> dict`` is evaluated after each record interval. Returns the
-    new ensemble and the records ``{name: [S, num_records, ...]}``."""
+    new ensemble and the records ``{name: [S, num_records, ...]}``.
+
+    When the seeds of ``ens`` are split over several devices (:func:`shard_ensemble`),
+    each device runs the loop on its own seeds (:func:`sde_bias.parallel.on_seed_shards`):
+    no cross-device collective inside the loop, and the same numbers as an unsplit run."""
+    theta, aux, div, records = _advance_compiled(
+        stepper, ens.theta, ens.aux, ens.key, ens.diverged_at, ens.step, data, observe,
+        num_records=num_records, record_every=record_every, data_batched=data_batched,
+        max_block=max_block, divergence_threshold=divergence_threshold, draw_budget=draw_budget,
+        mesh=seed_mesh(ens.theta),
+    )
+    return Ensemble(theta, aux, ens.key, div, ens.step + num_records * record_every), records
+
+
+@eqx.filter_jit
+def _advance_compiled(stepper, theta, aux, key, div, step, data, observe, *, mesh, data_batched, **kwargs):
+    def body(shared, seeded):
+        stepper, observe, step, data = shared
+        theta, aux, key, div, batched_data = seeded
+        return _advance_seeds(
+            stepper, theta, aux, key, div, step, batched_data if data_batched else data, observe,
+            num_seeds=num_seeds, data_batched=data_batched, **kwargs,
+        )
+
+    num_seeds = theta.shape[0]
+    shared = (stepper, observe, step, None if data_batched else data)
+    seeded = (theta, aux, key, div, data if data_batched else None)
+    return on_seed_shards(body, mesh, shared, seeded)
+
+
+def _advance_seeds(
+    stepper,
+    theta0,
+    aux0,
+    keys,
+    div0,
+    step0,
+    data,
+    observe: Callable,
+    *,
+    num_seeds: int,
+    num_records: int,
+    record_every: int,
+    data_batched: bool,
+    max_block: int,
+    divergence_threshold: float,
+    draw_budget: int,
+):
+    """The body of :func:`advance` on the seeds at hand (all, or one device's share).
+    ``num_seeds`` is the whole ensemble's size (it sizes the draws, so that a share
+    draws exactly as the whole ensemble would). Returns ``(theta, aux, diverged_at,
+    records)``."""
     block = block_size(record_every, max_block)
     blocks_per_record = record_every // block
     sub = stepper.substeps
     dax = 0 if data_batched else None
     data0 = jax.tree_util.tree_map(lambda a: a[0], data) if data_batched else data
-    group = draw_group(stepper, data0, block, blocks_per_record, ens.theta.shape[0], ens.theta.dtype, draw_budget)
+    group = draw_group(stepper, data0, block, blocks_per_record, num_seeds, theta0.dtype, draw_budget)
     span = group * block
 
     def seed_draws(key, data, k, dtype):
@@ -164,23 +224,24 @@ def advance(
 
     def one_span(carry, _):
         theta, aux, div, k = carry
-        th1, ax1, ok = jax.vmap(fast_span, in_axes=(0, 0, 0, dax, None))(theta, aux, ens.key, data, k)
+        th1, ax1, ok = jax.vmap(fast_span, in_axes=(0, 0, 0, dax, None))(theta, aux, keys, data, k)
         alive = div < 0
 
         def accept(_):
             return _where_seeds(alive, th1, theta), _where_seeds(alive, ax1, aux), div
 
         def redo_checked(_):
-            return jax.vmap(checked_span, in_axes=(0, 0, 0, 0, dax, None))(theta, aux, ens.key, div, data, k)
+            return jax.vmap(checked_span, in_axes=(0, 0, 0, 0, dax, None))(theta, aux, keys, div, data, k)
 
-        # outside the seed vmap: a real branch, the checked re-run costs nothing unless needed
+        # outside the seed vmap: a real branch, the checked re-run costs nothing unless
+        # needed; over this device's seeds only (see advance: no collective in the loop)
         theta, aux, div = jax.lax.cond(jnp.any(alive & ~ok), redo_checked, accept, None)
         return (theta, aux, div, k + span), None
 
     def one_record(carry, _):
         carry, _ = jax.lax.scan(one_span, carry, None, length=record_every // span)
         theta, aux, div, k = carry
-        obs = jax.vmap(observe, in_axes=(0, dax))(theta, data)
+        obs = observe_seeds(observe, theta, data, data_batched)
         dead = div >= 0
         obs = jax.tree_util.tree_map(
             lambda a: jnp.where(dead.reshape((-1,) + (1,) * (a.ndim - 1)), jnp.full_like(a, jnp.nan), a)
@@ -190,18 +251,29 @@ def advance(
         )
         return carry, obs
 
-    (theta, aux, div, _), records = jax.lax.scan(
-        one_record, (ens.theta, ens.aux, ens.diverged_at, ens.step), None, length=num_records
-    )
+    (theta, aux, div, _), records = jax.lax.scan(one_record, (theta0, aux0, div0, step0), None, length=num_records)
     records = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), records)  # [S, num_records, ...]
-    new = Ensemble(theta, aux, ens.key, div, ens.step + num_records * record_every)
-    return new, records
+    return theta, aux, div, records
+
+
+def observe_seeds(observe: Callable, theta: Float[Array, "S p"], data, data_batched: bool = False) -> dict:
+    """``observe(theta[i], data)`` for every seed ``i``, one seed at a time (``lax.map``).
+
+    Not ``vmap``: an observable may call LAPACK (singular values), and jaxlib's *batched*
+    LAPACK kernels split the batch over XLA's intra-op thread pool and block until it
+    finishes. When the seeds run as one partition per core, every pool thread can end up
+    blocked that way, waiting for work queued behind itself: a deadlock. One matrix per
+    call runs inline. Observables are evaluated once per record interval, so the loop
+    costs little."""
+    if data_batched:
+        return jax.lax.map(lambda args: observe(*args), (theta, data))
+    return jax.lax.map(lambda th: observe(th, data), theta)
 
 
 @eqx.filter_jit
 def observe_all(observe: Callable, theta, data, data_batched: bool = False):
-    """``observe`` on every seed, compiled (an eager vmap costs milliseconds per call)."""
-    return jax.vmap(observe, in_axes=(0, 0 if data_batched else None))(theta, data)
+    """``observe`` on every seed, compiled (:func:`observe_seeds`)."""
+    return observe_seeds(observe, theta, data, data_batched)
 
 
 def run_ensemble(

@@ -3,10 +3,20 @@
 XLA runs one compiled ensemble loop on one core: the seeds of a vmapped chunk are not
 spread over the other cores by themselves. Splitting the host into ``n`` CPU devices
 and sharding the seed axis of the ensemble over them makes the jitted
-:func:`~sde_bias.integrate.advance` run as ``n`` partitions in parallel (measured on a
-2-core machine: 1.2-2.4x on the paper's 20 x 20 matrix completion at 64-256 seeds,
-depending on how busy the machine is; ``benchmarks/README.md``). The seeds are
-independent, so a sharded run gives the same numbers, bit for bit, as an unsharded one.
+:func:`~sde_bias.integrate.advance` run as ``n`` partitions in parallel
+(``benchmarks/README.md`` has the measured ratios). The seeds are independent, so a
+sharded run gives the same numbers, bit for bit, as an unsharded one.
+
+No collective inside a loop. The ensemble loop branches on "did any live seed fail?"
+inside its scan. Left to XLA's automatic partitioner, that reduction over a sharded
+seed axis becomes a cross-device all-reduce inside a while loop, and XLA's in-process
+CPU collectives can then wait forever for a partition that never arrives (a deadlock
+or a rendezvous-timeout abort). Every compiled loop over sharded seeds therefore runs
+under :func:`on_seed_shards`: ``shard_map`` over the seed axis, so each device runs the
+loop on its own seeds, decides its own branches, and no collective is ever emitted.
+
+The number of host devices: ``configure_host_devices(n)``; the CLI passes ``--devices``
+or the ``SDE_BIAS_DEVICES`` environment variable (1 = no split), default all cores.
 
 Usage::
 
@@ -21,11 +31,37 @@ Usage::
 import os
 import warnings
 
+import equinox as eqx
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 SEED_AXIS = "seed"
+DEVICES_ENV = "SDE_BIAS_DEVICES"
+
+
+def available_cores() -> int:
+    """The number of cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def devices_from_env(value: str | None = None) -> int | None:
+    """The host-device count asked for by ``SDE_BIAS_DEVICES`` (``None`` when unset).
+
+    Raises ``ValueError`` naming the variable when it is not a positive integer."""
+    raw = os.environ.get(DEVICES_ENV) if value is None else value
+    if raw is None or not raw.strip():
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{DEVICES_ENV}={raw!r}: expected a positive integer (1 = no split)")
+    return n
 
 
 def _backends_initialized() -> bool:
@@ -47,10 +83,7 @@ def configure_host_devices(n: int | None = None) -> int:
     accelerator, if present, stays one device). Returns the number of CPU devices that
     will be used."""
     if n is None:
-        try:
-            n = len(os.sched_getaffinity(0))
-        except AttributeError:  # not Linux
-            n = os.cpu_count() or 1
+        n = available_cores()
     n = max(int(n), 1)
     if _backends_initialized():
         have = len(jax.devices("cpu"))
@@ -108,3 +141,54 @@ def shard_seeds(*arrays, devices=None):
     else:
         out = tuple(jax.device_put(a, sharding) for a in arrays)
     return out[0] if len(arrays) == 1 else tuple(out)
+
+
+def seed_mesh(x) -> Mesh | None:
+    """The device mesh over which ``x``'s leading (seed) axis is split, or ``None``
+    when ``x`` is not split over several devices (one device, a tracer, a NumPy array)."""
+    sharding = getattr(x, "sharding", None)
+    if not isinstance(sharding, NamedSharding):
+        return None
+    mesh = sharding.mesh
+    if mesh.size <= 1 or tuple(mesh.axis_names) != (SEED_AXIS,):
+        return None
+    spec = tuple(sharding.spec)
+    if not spec or spec[0] != SEED_AXIS:
+        return None
+    return mesh
+
+
+def on_seed_shards(fn, mesh: Mesh | None, shared, seeded):
+    """``fn(shared, seeded)``, run on each device's seeds separately when ``mesh`` is given.
+
+    ``seeded``: a pytree of arrays with a leading seed axis (split over ``mesh``);
+    ``shared``: anything else (the same on every device; its non-array leaves are static).
+    Every output of ``fn`` must have a leading seed axis. With ``mesh=None`` this is just
+    ``fn(shared, seeded)``. Call it inside ``jit``."""
+    if mesh is None:
+        return fn(shared, seeded)
+    # a closure would hand shard_map tracers of the outer trace: pass the arrays in
+    dyn, static = eqx.partition(shared, eqx.is_array)
+
+    def local(dyn, seeded):
+        return fn(eqx.combine(dyn, static), seeded)
+
+    return per_shard(local, mesh, in_specs=(REPLICATED, SEEDS), out_specs=SEEDS)(dyn, seeded)
+
+
+def per_shard(fn, mesh: Mesh, in_specs, out_specs):
+    """``fn`` run on every seed shard separately (``shard_map`` over the seed axis).
+
+    ``fn`` sees the local seeds of one device; its reductions over seeds are local, so
+    no cross-device collective is emitted. Specs: :data:`SEEDS` for a leading seed axis,
+    :data:`REPLICATED` for the rest (a spec applies to a whole pytree). Replication is not
+    type-checked (the loop carries mix per-seed and shared values)."""
+    if hasattr(jax, "shard_map"):
+        return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+    from jax.experimental.shard_map import shard_map  # older JAX
+
+    return shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+
+
+SEEDS = PartitionSpec(SEED_AXIS)
+REPLICATED = PartitionSpec()

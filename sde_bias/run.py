@@ -194,13 +194,10 @@ def _record_shapes(setup) -> dict[str, tuple[tuple[int, ...], Any]]:
     return {k: (tuple(v.shape), v.dtype) for k, v in out.items()}
 
 
-@eqx.filter_jit
-def _observe_all(observe, theta, data, data_batched):
-    return jax.vmap(observe, in_axes=(0, 0 if data_batched else None))(theta, data)
-
-
 def _initial_records(setup) -> dict[str, np.ndarray]:
-    obs = _observe_all(setup.observe, setup.theta0, setup.data, setup.data_batched)
+    from .integrate import observe_all
+
+    obs = observe_all(setup.observe, setup.theta0, setup.data, setup.data_batched)
     return {k: np.asarray(v)[:, None] for k, v in obs.items()}
 
 

@@ -84,9 +84,11 @@ class AbstractSDE(eqx.Module):
     def diffusion_operator(self, t, y, args) -> lx.FunctionLinearOperator:
         """Matrix-free diffusion as a lineax operator (one ``diffusion_mv`` per use)."""
         m = self.noise_dim(args)
-        return lx.FunctionLinearOperator(
-            lambda xi: self.diffusion_mv(y, args, xi), jax.ShapeDtypeStruct((m,), y.dtype)
-        )
+        # the input structure of a traced value: inside shard_map (seeds split over
+        # devices) values carry the manual mesh's sharding, which a bare
+        # ShapeDtypeStruct lacks, and the operator's closure check compares the two
+        in_structure = jax.eval_shape(lambda: jnp.zeros((m,), y.dtype))
+        return lx.FunctionLinearOperator(lambda xi: self.diffusion_mv(y, args, xi), in_structure)
 
     def diffusion_matrix(self, t, y, args) -> Float[Array, "p m"]:
         """Dense diffusion [p, m] (needed by Milstein): the Jacobian of the linear map."""

@@ -84,3 +84,20 @@ def test_single_device_is_a_no_op():
 def test_mismatched_leading_axes_are_refused():
     with pytest.raises(ValueError):
         shard_seeds(jnp.zeros((4, 3)), jnp.zeros((5,)))
+
+
+def test_devices_from_env():
+    from sde_bias.parallel import devices_from_env
+
+    assert devices_from_env("") is None
+    assert devices_from_env("3") == 3
+    for bad in ("0", "-2", "x", "1.5"):
+        with pytest.raises(ValueError, match="SDE_BIAS_DEVICES"):
+            devices_from_env(bad)
+
+
+def test_seed_mesh_only_for_a_split_seed_axis():
+    from sde_bias.parallel import seed_mesh
+
+    assert seed_mesh(jnp.zeros((4, 3))) is None
+    assert seed_mesh(jnp.zeros((4, 3)).__array__()) is None  # NumPy array: no sharding
