@@ -1,7 +1,7 @@
 """A faithful re-implementation of the paper's PyTorch training loop for matrix completion.
 
 Benchmark-only baseline for ``bench_engine.py`` (torch is NOT a dependency of sde_bias).
-Settings of the paper's experiment 3 (arXiv:2601.06597, PAPER_EXPERIMENTS.md):
+Settings of the paper's experiment 3 (arXiv:2601.06597, docs/paper_experiments.md):
 20 x 20 target of rank 2 (singular values 15, 5), 20% of the entries observed,
 factors ``P`` (20 x 20) ~ N(0, 0.11^2) and ``Q`` (20 x 20) ~ N(0, 0.1^2), plain SGD
 (``torch.optim.SGD``, no momentum, no weight decay), learning rate 1e-3, float32, one seed.

@@ -1,6 +1,6 @@
 """sde_bias: SGD as a stochastic differential equation, and the implicit bias it induces.
 
-The public API, by stage (README "Where the maths lives" maps every formula of THEORY.md
+The public API, by stage (README "Where the maths lives" maps every formula of docs/theory.md
 to its module):
 
 - models (``sde_bias.models``): parameterizations with their symmetry, invariants and

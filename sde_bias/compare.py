@@ -1,4 +1,4 @@
-"""Three levels of one system compared on the same observables (THEORY.md section 5):
+"""Three levels of one system compared on the same observables (docs/theory.md section 5):
 
     discrete SGD  <->  SDE in parameter space  <->  effective SDE on the quotient
 
@@ -170,7 +170,7 @@ def drift_check(
     data_batched: bool = False,
 ) -> DriftCheck:
     """Estimate the effective drift at ``thetas`` from SGD and from the SDE (same keys)
-    and evaluate the Itô projection of ``sde`` there (THEORY.md section 5)."""
+    and evaluate the Itô projection of ``sde`` there (docs/theory.md section 5.2)."""
     from .quotient import ito_projection
 
     kw = dict(replicates=replicates, steps=steps, time_step=sde.time_step, key=key, data_batched=data_batched)

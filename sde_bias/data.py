@@ -4,7 +4,7 @@ A :class:`Dataset` is a fixed training set ``(x_i, y_i)``, ``i = 1..n``, with a 
 sample axis. A :class:`TeacherStream` draws fresh samples ``x ~ N(0, I)``,
 ``y = teacher(x) + N(0, noise_std^2)`` (online SGD). The generator functions build
 the data of arXiv:2601.06597's experiments with its settings
-(PAPER_EXPERIMENTS.md).
+(docs/paper_experiments.md).
 """
 
 from typing import Any
@@ -48,7 +48,7 @@ class TeacherStream(eqx.Module):
 
 
 # ---------------------------------------------------------------------------
-# Generators of the paper's experiments (PAPER_EXPERIMENTS.md)
+# Generators of the paper's experiments (docs/paper_experiments.md)
 # ---------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """Symmetry discovery: the Lie algebra of linear reparameterizations that keep a predictor.
 
-A model in :mod:`sde_bias.models` *declares* its symmetry (THEORY.md section 2). This module
+A model in :mod:`sde_bias.models` *declares* its symmetry (docs/theory.md section 2.1). This module
 *finds* it from the predictor alone, so that a declaration can be checked and a new
 parameterization explored before anyone writes its ``action``.
 
@@ -19,7 +19,7 @@ symmetries (singular values at round-off level) from merely small constraints.
 Cost: ``p^2`` unknowns and, by default, about ``6 p^2`` rows: ``O(p^4)`` memory and an
 ``O(p^6)`` SVD. Run it on *small instances* (``p`` up to a few tens), e.g. a 3 x 2 x 3
 factorization rather than the production size; the algebra of a parameterization family is
-usually visible at small sizes. Only *linear* actions are found (all of THEORY.md section 3's
+usually visible at small sizes. Only *linear* actions are found (all of docs/theory.md section 3.1's
 catalogue is linear); discrete symmetries (permutations, sign flips) are not Lie algebras and
 do not appear.
 """
@@ -119,7 +119,7 @@ def discover_symmetries(
 
     Finds all ``X`` in ``gl(p)`` with ``grad_theta f(theta; x) . (X theta) = 0`` for every
     input and parameter (to first order, hence along the whole flow ``exp(s X)``):
-    THEORY.md section 2's symmetry, discovered rather than declared. Constraint rows
+    docs/theory.md section 2.7's symmetry, discovered rather than declared. Constraint rows
     ``vec(grad f_c(theta; x) theta^T)`` (one per output component ``c``) are stacked over
     ``num_thetas`` random parameters ``theta ~ N(0, theta_scale^2 I)`` and
     ``inputs_per_theta`` inputs each; the null space of the stacked matrix, by SVD with the

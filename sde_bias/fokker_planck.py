@@ -1,4 +1,4 @@
-"""Stationary Fokker-Planck densities on the quotient (THEORY.md section 4).
+"""Stationary Fokker-Planck densities on the quotient (docs/theory.md section 4).
 
 For the Ito SDE ``dq = a(q) dt + b(q) dW`` in ``R^d`` with diffusion tensor
 ``D = b b^T / 2`` the density obeys

@@ -1,6 +1,6 @@
 """Per-sample losses ``l(f, y)`` and deterministic penalties.
 
-Two squared-loss conventions are needed: THEORY.md writes ``l = 1/2 |f - y|^2``
+Two squared-loss conventions are needed: docs/theory.md writes ``l = 1/2 |f - y|^2``
 (``reduction="half_sum"``), the paper's PyTorch code uses ``MSELoss``, the mean over
 output entries of ``(f - y)^2`` (``reduction="mean"``). Closed forms depend on which.
 """

@@ -1,6 +1,6 @@
 """Sampling schemes: the stochastic gradient of discrete SGD and the SDE it induces.
 
-Each scheme gives, for the same problem and state (THEORY.md section 1):
+Each scheme gives, for the same problem and state (docs/theory.md section 1.1):
 
 - :meth:`draw` / :meth:`stochastic_gradient`: the exact random update of discrete SGD
   (indices, masks or fresh samples drawn for a whole block of steps at once);
@@ -12,7 +12,7 @@ Each scheme gives, for the same problem and state (THEORY.md section 1):
   or square-rooted as p x p;
 - :meth:`diffusion_matrix`: the dense ``sigma`` (for theory and tests).
 
-Moments (THEORY.md section 1), with ``Sigma_1 = (1/n) sum_i (g_i - gbar)(g_i - gbar)^T``:
+Moments (docs/theory.md section 1.2), with ``Sigma_1 = (1/n) sum_i (g_i - gbar)(g_i - gbar)^T``:
 
 ============================  ==============  ===========================================
 scheme                        ``E[g_hat]``     ``Cov[g_hat]``

@@ -52,7 +52,7 @@ def params(problem, theta, data):
 
 
 def log_det_gram(problem, theta, data):
-    """``log det G`` of the symmetry generators at ``theta`` (THEORY.md section 3)."""
+    """``log det G`` of the symmetry generators at ``theta`` (docs/theory.md section 3.4)."""
     from .symmetry import log_det_gram as _ldg
 
     return _ldg(problem.model, theta).log_det

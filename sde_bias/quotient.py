@@ -1,8 +1,8 @@
 """The SGD-SDE projected onto the quotient by the symmetry: the effective drift.
 
 For invariants ``q = pi(theta)`` (constant on orbits), Itô's formula gives the exact SDE
-of ``q`` along any path of ``d theta = mu dt + S dW`` (``S = sqrt(eta) sigma``, THEORY.md
-section 3)::
+of ``q`` along any path of ``d theta = mu dt + S dW`` (``S = sqrt(eta) sigma``, docs/theory.md
+section 3.2)::
 
     dq = [ Dpi mu  +  1/2 sum_j D^2 pi[s_j, s_j] ] dt  +  Dpi S dW
            gradient flow   geometric (noise-induced)      quotient diffusion

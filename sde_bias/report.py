@@ -1,7 +1,7 @@
 """``sde-bias report FILE... [--out DIR]``: the paper's experiments, reproduced and summarised.
 
 Reads run files (HDF5, one per scenario and variant), groups them by scenario and
-recognises the six experiments of arXiv:2601.06597 (PAPER_EXPERIMENTS.md) by their model
+recognises the six experiments of arXiv:2601.06597 (docs/paper_experiments.md) by their model
 and data kind:
 
 =====================================  ==========================================
@@ -37,17 +37,17 @@ from typing import Any
 import numpy as np
 
 # ---------------------------------------------------------------------------
-# paper facts (PAPER_EXPERIMENTS.md)
+# paper facts (docs/paper_experiments.md)
 # ---------------------------------------------------------------------------
 
 PAPER_STEPS = {"relu": 40_000, "attention": 50_000, "completion": 500_000, "spectral": 50_000, "tv": 500_000}
 
 CLAIMS = {
     "hyperbola": "Label-noise SGD slides every point along its hyperbola u v = const to the balanced "
-    "section u = v; the imbalance C = u^2 - v^2 decays as C(0) exp(-lr delta^2 t) (THEORY.md section 2), "
+    "section u = v; the imbalance C = u^2 - v^2 decays as C(0) exp(-lr delta^2 t) (docs/theory.md section 2.5), "
     "while gradient descent conserves it.",
     "relu": "Every per-unit ratio |V[:, j]| / |W[j, :]| tends to 1 (40,000 steps, lr 5e-5). "
-    "THEORY.md section 7: the noise equilibrium of one ReLU unit under label-like noise is "
+    "docs/theory.md section 7: the noise equilibrium of one ReLU unit under label-like noise is "
     "1 / sqrt(d) (d = input dim), not 1.",
     "attention": "Every column ratio |W_Q[:, j]| / |W_K[:, j]| and the Frobenius and nuclear norm ratios "
     "|W_Q| / |W_K| tend to 1 (50,000 steps): the noise balances the GL(8) symmetry (W_Q A, W_K A^-T).",
@@ -536,7 +536,7 @@ def section_hyperbola(sec: Section, figdir: Path) -> None:
     delta = float(run.sc("noise", "label_noise", default=0.0) or 0.0)
     rate_theory = lr * delta**2
     rate_discrete = -math.log(1 - lr**2 * delta**2) / lr if lr * delta < 1 else float("nan")
-    md = [f"- Paper / THEORY.md: {CLAIMS['hyperbola']}", "", _runs_header(runs), ""]
+    md = [f"- Paper / docs/theory.md: {CLAIMS['hyperbola']}", "", _runs_header(runs), ""]
     rows = []
     nums: dict[str, Any] = {"rate_closed_form": rate_theory, "rate_discrete_closed_form": rate_discrete}
     rng = np.random.default_rng(0)
@@ -576,7 +576,7 @@ def section_hyperbola(sec: Section, figdir: Path) -> None:
         f"Decay rate of the seed-mean imbalance C(t) = u² − v² (least-squares slope of log E[C] against t = step × lr, "
         f"over the whole run; ± bootstrap standard error over seeds). Closed form lr δ² = {rate_theory:g} for the SDE "
         f"(δ = {delta:g}, lr = {lr:g}). Discrete steps multiply C by exactly 1 − lr² g² with g = u v x − y − ε "
-        f"(THEORY.md section 7), so discrete SGD and Euler-Maruyama (the same random map here) decay at "
+        f"(docs/theory.md section 7), so discrete SGD and Euler-Maruyama (the same random map here) decay at "
         f"lr (δ² + E[(u v x − y)²]): an O(lr) correction, evaluated with the recorded residuals (last column). "
         f"Gradient descent conserves C up to O(lr²) per step."
     )
@@ -809,7 +809,7 @@ def section_relu(sec: Section, figdir: Path) -> None:
         sec.numbers.setdefault("variants", {})[r.variant] = {k: {ro: s.as_dict() for ro, s in v.items()} for k, v in summ.items()}
     if long_rows:
         md += ["", f"**Which value do longer runs approach, 1 (paper) or 1/√{d_in} = {eq:.3f} (noise equilibrium, "
-               f"THEORY.md section 7)?** Final records of the other variants (`long` is not the paper's setting):", ""]
+               f"docs/theory.md section 7)?** Final records of the other variants (`long` is not the paper's setting):", ""]
         md.append(md_table(["run", "runner", "geometric-mean ratio", "median ratio", "mean abs log r (from 1)",
                             f"mean abs log(r √{d_in}) (from 1/√{d_in})"], long_rows))
         md += ["", "Verdicts (smaller mean distance): " + "; ".join(verdicts) + "."]
@@ -1003,7 +1003,7 @@ def section_completion(sec: Section, figdir: Path) -> None:
         for ro in sv:
             rows.append([ROLE_NAMES[ro] + " sum log s_i"] + [fmt(Stat.of(a_i[ro][:, p]), sd=False) for p in picks])
             rows.append([ROLE_NAMES[ro] + " sum_{i<j} log(s_i+s_j)"] + [fmt(Stat.of(b_i[ro][:, p]), sd=False) for p in picks])
-        md += ["", "log det G pieces along training (THEORY.md section 3; mean ± SE over seeds):", "",
+        md += ["", "log det G pieces along training (docs/theory.md section 3.4; mean ± SE over seeds):", "",
                md_table(["runner / piece"] + [f"step {int(steps[p]):,}" for p in picks], rows)]
         key = r.variant or "base"
         sec.numbers[key] = {name: {ro: s.as_dict() for ro, s in st.items()} for name, st in q}
@@ -1478,7 +1478,7 @@ def _assemble(sections: list[Section], out: Path, runs: list[Run], notes: str | 
         "# The paper's experiments, reproduced",
         "",
         "Generated by `sde-bias report` from the run files listed below "
-        f"({datetime.date.today().isoformat()}). Source paper: arXiv:2601.06597; settings: PAPER_EXPERIMENTS.md. "
+        f"({datetime.date.today().isoformat()}). Source paper: arXiv:2601.06597; settings: docs/paper_experiments.md. "
         "Every experiment runs discrete SGD (or the paper's full-batch GD), the Itô SDE of the same sampling "
         "scheme (Euler-Maruyama, dt = lr) and gradient descent from the same initial points, on the same seeds. "
         "Errors are standard errors of the mean over seeds (the standard deviation over seeds in brackets); "

@@ -1,7 +1,7 @@
 """The SGD-SDE and its integration with diffrax solvers.
 
 The Itô SDE matching SGD to weak order 1 (Li, Tai, E 2017, "Stochastic modified
-equations"; THEORY.md section 1)::
+equations"; docs/theory.md section 1.4)::
 
     d theta = mu(theta) dt + sqrt(eta) sigma(theta) dW_t,
     mu = -E[g_hat] (- (eta/4) grad |E[g_hat]|^2 at order 2),   sigma sigma^T = Cov[g_hat]

@@ -2,7 +2,7 @@
 
 SGD is the reference of every comparison: the exact update
 ``theta <- theta - eta (g_hat + grad penalty)`` with the scheme's own sampling
-(THEORY.md section 1). SVAG (Li, Malladi, Arora 2021, "On the validity of modeling SGD
+(docs/theory.md section 1.6). SVAG (Li, Malladi, Arora 2021, "On the validity of modeling SGD
 with stochastic differential equations") takes ``l`` steps of size ``eta / l`` per unit
 step with ``g = (1 + sqrt(2l - 1))/2 g_1 + (1 - sqrt(2l - 1))/2 g_2`` from two independent
 batches; the mean is unchanged, the covariance is multiplied by ``l``, and as

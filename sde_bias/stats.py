@@ -1,4 +1,4 @@
-"""Statistics for the cross-checks of THEORY.md section 5.
+"""Statistics for the cross-checks of docs/theory.md section 5.
 
 * :func:`binned_conditional_mean` estimates ``E[dq | q in bin]``; with
   ``dq = q(t + h) - q(t)`` and ``q = q(t)`` from an ensemble, ``mean / h`` estimates the
@@ -113,7 +113,7 @@ def binned_conditional_mean(q, dq, edges, min_count: int = 10) -> BinnedMean:
     is ``O(bin width^2)`` for a smooth conditional mean and roughly uniform ``q``).
 
     Used with ``dq = q(t + h) - q(t)``, ``mean / h`` (``se / h``) estimates the effective
-    drift on the quotient (THEORY.md section 5).
+    drift on the quotient (docs/theory.md section 5.2).
 
     Args:
         q: ``[N]`` conditioning values.
@@ -324,8 +324,8 @@ def ks_test_against_density(samples, grid, density) -> StatTestResult:
 def two_sample_test(x, y) -> StatTestResult:
     """Two-sample Kolmogorov-Smirnov test (``scipy.stats.ks_2samp``) of 1-D samples ``x``, ``y``.
 
-    Null hypothesis: both come from the same continuous distribution (THEORY.md section
-    4: a histogram of simulated quotient trajectories against another simulation).
+    Null hypothesis: both come from the same continuous distribution (docs/theory.md section
+    5.3: a histogram of simulated quotient trajectories against another simulation).
     """
     res = _st.ks_2samp(np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel())
     return StatTestResult(float(res.statistic), float(res.pvalue))

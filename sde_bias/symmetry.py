@@ -1,6 +1,6 @@
 """Symmetry geometry: generators, Gram matrix, orbit volume, projectors, balance law.
 
-Everything here implements THEORY.md section 2 (and the ``log det G`` column of the table in
+Everything here implements docs/theory.md section 2 (and the ``log det G`` column of the table in
 section 3) for any :class:`~sde_bias.models.AbstractModel`. A model declares its symmetry by
 ``model.action(theta, s)``; the generator fields ``xi_a(theta)`` (rows of
 ``Xi = model.generators(theta)``, shape ``[k, p]``) come from one ``jax.jvp`` each. From them:
@@ -13,10 +13,10 @@ section 3) for any :class:`~sde_bias.models.AbstractModel`. A model declares its
   combinations ``A = A^T`` define quadratics ``C = theta^T A theta`` that gradient flow
   conserves and that noise moves at the deterministic rate ``eta tr(Cov A)`` (the balance law);
 - the noise equilibrium ``tr(Cov A) = 0`` on an orbit (Ziyin et al. 2024, "noise
-  equilibrium"; THEORY.md section 7), to which the balance law drives SGD.
+  equilibrium"; docs/theory.md section 7), to which the balance law drives SGD.
 
 Conventions: ``theta`` is a flat ``(p,)`` vector; a diffusion is given by its columns
-``sigma`` of shape ``[p, m]`` with ``Cov = sigma sigma^T`` (THEORY.md section 1), never
+``sigma`` of shape ``[p, m]`` with ``Cov = sigma sigma^T`` (docs/theory.md section 1.3), never
 square-rooted or passed as a ``p x p`` matrix. The functions taking ``(model, theta)`` are
 pure and wrapped in ``eqx.filter_jit`` (the model is a static/array pytree like any equinox
 Module), so they compile once per model and shape and compose with ``jax.vmap`` and
@@ -59,7 +59,7 @@ __all__ = [
 def gram_matrix(model: AbstractModel, theta: Float[Array, " p"]) -> Float[Array, "k k"]:
     """Gram matrix of the generator fields, ``G_ab = xi_a(theta) . xi_b(theta)``.
 
-    THEORY.md section 2. ``sqrt(det G)`` is the local volume of the orbit through ``theta``
+    docs/theory.md section 2.3. ``sqrt(det G)`` is the local volume of the orbit through ``theta``
     (per unit Lie-algebra volume in the model's basis ``A_1..A_k``). Shape ``[k, k]``;
     ``[0, 0]`` for a model without symmetry.
     """
@@ -159,8 +159,8 @@ def log_det_gram(
     pseudo-determinant over the eigenvalues ``lambda_i > rtol * lambda_max`` and
     ``full_rank`` is ``False`` -- never ``-inf``. Differentiable where ``G`` is nonsingular.
 
-    On the balanced section this is the potential of arXiv:2601.06597 tabulated in THEORY.md
-    section 3 (e.g. ``sum_j log 2|w_j|`` for ``w = p * q``).
+    On the balanced section this is the potential of arXiv:2601.06597 tabulated in docs/theory.md
+    section 3.4 (e.g. ``sum_j log 2|w_j|`` for ``w = p * q``).
 
     **Arguments:**
 
@@ -178,7 +178,7 @@ def log_det_gram(
 def log_orbit_volume(
     model: AbstractModel, theta: Float[Array, " p"], rtol: float | None = None
 ) -> Float[Array, ""]:
-    """``log vol = (1/2) log det G``: log of the local orbit volume (THEORY.md section 2).
+    """``log vol = (1/2) log det G``: log of the local orbit volume (docs/theory.md section 2.3).
 
     Uses :func:`log_det_gram` (the pseudo-determinant where the orbit degenerates).
     """
@@ -192,7 +192,7 @@ def tangent_projector(
 ) -> Float[Array, "p p"]:
     """Orthogonal projector onto the orbit's tangent space, ``P_T = Xi^T G^+ Xi``.
 
-    THEORY.md section 2 (there with ``Xi`` as columns). Computed as ``B^T B`` with
+    docs/theory.md section 2.3 (there with ``Xi`` as columns). Computed as ``B^T B`` with
     ``B = L^{-1} Xi`` the whitened generators (Cholesky ``G = L L^T``), so ``P_T`` is exactly
     symmetric and never inverts ``G`` explicitly; where ``G`` is singular the pseudo-inverse
     is used over the numerical rank (see :func:`log_det_gram` for ``rtol``). Shape
@@ -209,7 +209,7 @@ def normal_projector(
     """``P_N = I - P_T``: the projector onto the normal space of the orbit.
 
     Per-sample gradients, the loss gradient and hence the SGD diffusion all lie in its range
-    (THEORY.md section 2). Jittable.
+    (docs/theory.md section 2.2). Jittable.
     """
     p = theta.shape[-1]
     return jnp.eye(p, dtype=theta.dtype) - tangent_projector(model, theta, rtol)
@@ -221,8 +221,8 @@ def generator_matrices(model: AbstractModel, theta: Float[Array, " p"]) -> Float
     """Jacobians ``A_a = d xi_a / d theta`` of the generator fields, by ``jax.jacfwd``.
 
     For a linear action (every model in the catalogue) ``xi_a(theta) = A_a theta`` and these
-    are the constant Lie-algebra matrices of the action on parameter space (THEORY.md
-    section 2); for a nonlinear action they are the linearization at ``theta``. Jittable.
+    are the constant Lie-algebra matrices of the action on parameter space (docs/theory.md
+    section 2.4); for a nonlinear action they are the linearization at ``theta``. Jittable.
     """
     return jax.jacfwd(model.generators)(theta)
 
@@ -247,7 +247,7 @@ def symmetric_generators(
     space is read from an SVD. For such ``A`` the generator field is ``xi = A theta`` and
     ``C(theta) = theta^T A theta`` has ``grad C = 2 xi``, which is orthogonal to every
     per-sample gradient: gradient flow conserves ``C`` and only noise moves it
-    (:func:`balance_rate`; THEORY.md section 2). Examples: ``diag(1, -1)`` for the scalar
+    (:func:`balance_rate`; docs/theory.md section 2.4). Examples: ``diag(1, -1)`` for the scalar
     ``u v`` model (``C = u^2 - v^2``); the symmetric part ``sym(r)`` of ``gl(r)`` for
     ``P Q`` (``C = <E, P^T P - Q Q^T>``).
 
@@ -293,7 +293,7 @@ def quadratic_charge(
     """``C(theta) = theta^T A theta`` (batched over leading axes of ``A``).
 
     For ``A`` from :func:`symmetric_generators` this is the quantity conserved by gradient
-    flow and moved by noise at the rate :func:`balance_rate` (THEORY.md section 2).
+    flow and moved by noise at the rate :func:`balance_rate` (docs/theory.md section 2.4).
     """
     return jnp.einsum("i,...ij,j->...", theta, A, theta)
 
@@ -303,7 +303,7 @@ def balance_rate(
 ) -> Float[Array, "*n"]:
     """Balance law: ``dC/dt = eta tr(Cov A)`` with ``Cov = sigma sigma^T``.
 
-    For the SGD-SDE ``d theta = mu dt + sqrt(eta) sigma dW`` (THEORY.md section 1) and
+    For the SGD-SDE ``d theta = mu dt + sqrt(eta) sigma dW`` (docs/theory.md section 1.4) and
     ``C = theta^T A theta`` with ``A`` symmetric and ``A theta`` a generator field, Itô's
     formula gives ``dC = [grad C . mu + (eta/2) tr(sigma sigma^T 2A)] dt + sqrt(eta) grad C^T
     sigma dW``. Since ``grad C = 2 A theta = 2 xi`` is orthogonal to the loss gradient and to
@@ -311,7 +311,7 @@ def balance_rate(
 
         dC/dt = eta tr(Cov A) = eta sum_{i, j} (A sigma)_{ij} sigma_{ij}
 
-    *exactly*, pathwise (a deterministic ODE along each trajectory; THEORY.md section 2,
+    *exactly*, pathwise (a deterministic ODE along each trajectory; docs/theory.md section 2.4,
     Ziyin et al. 2024).
 
     Evaluation order is chosen from the static shapes, never a ``p x p`` object that ``A``
@@ -366,7 +366,7 @@ def noise_equilibrium(
 
     Under SGD noise the balance law (:func:`balance_rate`) moves each conserved quadratic
     ``C_i = theta^T A_i theta`` until ``tr(Cov A_i) = 0``: the *noise equilibrium* of Ziyin et
-    al. 2024 (THEORY.md sections 2 and 7). Because the motion is along the orbit, the
+    al. 2024 (docs/theory.md sections 2.6 and 7). Because the motion is along the orbit, the
     equilibrium has the same invariants (the same predictor) as ``theta``.
 
     Method: write ``A_i = sum_a c_ia A_a`` in the model's generator matrices (least

@@ -1,5 +1,5 @@
 """The scenario's ``theory:`` block: symmetry, quotient and Fokker-Planck checks of a run,
-stored in the run's HDF5 file (THEORY.md sections 2-5).
+stored in the run's HDF5 file (docs/theory.md sections 2-5).
 
 Keys (all optional; an empty block does nothing)::
 
@@ -220,7 +220,7 @@ def run_stationary_check(cfg: StationaryCheckConfig, setup, h5, q_map) -> list[C
 
 
 def run_effective_drift(cfg: EffectiveDriftConfig, setup, h5, q_map) -> None:
-    """a(q) and D(q) of the quotient SDE under each fiber measure (THEORY.md section 3):
+    """a(q) and D(q) of the quotient SDE under each fiber measure (docs/theory.md section 3.3):
     ``section`` (balanced representative) and ``noise_equilibrium`` (the point of the orbit
     where tr(Cov A) = 0 for every symmetric generator) on a grid of a 1-D invariant, and
     ``empirical`` (coefficients at every recorded state of ``runner``, binned on

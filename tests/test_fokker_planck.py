@@ -1,4 +1,4 @@
-"""Stationary Fokker-Planck densities (THEORY.md section 4) against closed forms.
+"""Stationary Fokker-Planck densities (docs/theory.md section 4) against closed forms.
 
 Accuracy model. The finite-volume scheme of ``stationary_density`` is second order in
 the cell width h for smooth coefficients, so the L1 distance to the exact law on the
@@ -42,7 +42,7 @@ def _const(M):
 # ----------------------------------------------------------------------------- 1-D
 
 K_OU, S_OU = 2.0, 0.7
-VAR_OU = S_OU**2 / (2 * K_OU)  # THEORY.md section 7: N(0, s^2 / (2k))
+VAR_OU = S_OU**2 / (2 * K_OU)  # docs/theory.md section 7: N(0, s^2 / (2k))
 
 
 def test_ou_1d_closed_form():

@@ -1,4 +1,4 @@
-"""The model catalogue against the symmetry facts of THEORY.md section 2.
+"""The model catalogue against the symmetry facts of docs/theory.md section 2.
 
 Every model is checked for: per-sample gradients orthogonal to the generators, invariance
 of ``pi`` and of the predictor along a finite group element, generators equal to a

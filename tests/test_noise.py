@@ -1,5 +1,5 @@
-"""Sampling schemes: sampled gradients against the moment formulas of THEORY.md
-section 1, and the SDE diffusion columns against the same formulas exactly.
+"""Sampling schemes: sampled gradients against the moment formulas of docs/theory.md
+section 1.2, and the SDE diffusion columns against the same formulas exactly.
 
 The formulas are implemented here independently, from per-sample gradients."""
 
@@ -25,7 +25,7 @@ def _problem(scheme):
 
 
 def _formula(problem, theta, kind):
-    """Independent E[g_hat], Cov[g_hat] from the table of THEORY.md section 1."""
+    """Independent E[g_hat], Cov[g_hat] from the table of docs/theory.md section 1.2."""
     data, model = problem.train, problem.model
     g = jax.vmap(jax.grad(lambda th, x, y: 0.5 * (model.predict(th, x) - y) ** 2), (None, 0, 0))(theta, data.x, data.y)
     gf = jax.vmap(jax.grad(model.predict), (None, 0))(theta, data.x)  # grad f_i

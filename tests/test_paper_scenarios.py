@@ -1,4 +1,4 @@
-"""The paper's six experiments as scenario files (scenarios/*.yaml, PAPER_EXPERIMENTS.md):
+"""The paper's six experiments as scenario files (scenarios/*.yaml, docs/paper_experiments.md):
 every file and variant validates, the base settings are the paper's, every `quick` variant
 runs end to end (SGD, SDE and GD on a few seeds), `sde-bias report` turns those outputs
 into the markdown summary and the figures, and the GPU cross-check script runs on the CPU
@@ -19,7 +19,7 @@ from sde_bias.scenario import load_scenario, validate_file
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = ["hyperbola", "shallow_relu", "attention", "matrix_completion", "spectral_sparse", "tv_signal"]
 
-# (scenario, key path, the paper's value) -- PAPER_EXPERIMENTS.md
+# (scenario, key path, the paper's value) -- docs/paper_experiments.md
 PAPER_SETTINGS = [
     ("shallow_relu", "training.lr", 5e-5), ("shallow_relu", "training.steps", 40_000),
     ("shallow_relu", "noise.batch_size", 8), ("shallow_relu", "data.noise_std", 0.1),

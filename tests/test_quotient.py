@@ -1,4 +1,4 @@
-"""The Itô projection onto the quotient (THEORY.md section 3)."""
+"""The Itô projection onto the quotient (docs/theory.md section 3.2)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""The SGD-SDE and its solvers against closed forms (THEORY.md sections 2 and 7)."""
+"""The SGD-SDE and its solvers against closed forms (docs/theory.md sections 2.5 and 7)."""
 
 import diffrax
 import jax
@@ -120,7 +120,7 @@ def test_matrix_factorization_balance_law():
     target = jax.random.normal(jax.random.PRNGKey(0), (m, n))
     data = Dataset(idx, target[idx[:, 0], idx[:, 1]])
     delta, eta = 0.5, 0.02
-    # mean over the m n entries times scale m n = the Frobenius sum of THEORY.md
+    # mean over the m n entries times scale m n = the Frobenius sum of docs/theory.md section 2.5
     problem = Problem(model, LabelNoise(FullBatch(), delta), loss=SquaredLoss("half_sum", m * n), train=data)
     theta0 = model.init(jax.random.PRNGKey(1), 0.7)[None].repeat(8, 0)
 
@@ -144,7 +144,7 @@ S2 = float(jnp.var(A))
 @pytest.mark.parametrize("with_replacement", [True, False], ids=["with", "without"])
 def test_quadratic_stationary_variances(with_replacement):
     """l_i = 1/2 (x - a_i)^2: stationary Var x = eta s^2 c_B / (2 - eta) for SGD and
-    eta s^2 c_B / 2 for the order-1 SDE (THEORY.md section 7). eta = 0.5 makes them differ
+    eta s^2 c_B / 2 for the order-1 SDE (docs/theory.md section 7). eta = 0.5 makes them differ
     by 33%; 4,000 seeds give a 2.2% standard error on each variance; checked at 4 SE."""
     n, B, eta = A.shape[0], 2, 0.5
     scheme = WithReplacement(B) if with_replacement else WithoutReplacement(B)

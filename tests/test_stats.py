@@ -1,4 +1,4 @@
-"""Statistics for the cross-checks (THEORY.md section 5): calibration under the null,
+"""Statistics for the cross-checks (docs/theory.md section 5): calibration under the null,
 power under a wrong model. All seeds fixed, so every test is deterministic."""
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Tests for sde_bias.symmetry against the closed forms of THEORY.md sections 2, 3 and 7."""
+"""Tests for sde_bias.symmetry against the closed forms of docs/theory.md sections 2, 3 and 7."""
 
 import math
 
@@ -60,7 +60,7 @@ def label_noise_columns(predict, theta, xs, delta):  # traced inside jitted call
 
 # ------------------------------------------------------------------------- test-only models
 class OuterProduct(AbstractModel):
-    """THEORY.md section 7: ``f = u (v . x)`` with ``u`` in R^m (vector output), ``v`` in R^d."""
+    """docs/theory.md section 7: ``f = u (v . x)`` with ``u`` in R^m (vector output), ``v`` in R^d."""
 
     m: int = eqx.field(static=True)
     d: int = eqx.field(static=True)
@@ -95,7 +95,7 @@ class OuterProduct(AbstractModel):
 
 
 class ReLUNeuron(AbstractModel):
-    """THEORY.md section 7: one ReLU neuron ``f = a relu(w . x)``."""
+    """docs/theory.md section 7: one ReLU neuron ``f = a relu(w . x)``."""
 
     d: int = eqx.field(static=True)
 
@@ -379,7 +379,7 @@ def test_balance_rate_long_diffusion_under_jit():
 
 
 def test_balance_rate_matrix_factorization_closed_form():
-    """THEORY.md section 2: dD/dt = eta delta^2 (m Q Q^T - n P^T P), D = P^T P - Q Q^T."""
+    """docs/theory.md section 2.5: dD/dt = eta delta^2 (m Q Q^T - n P^T P), D = P^T P - Q Q^T."""
     rows, r, cols = 3, 2, 4
     mf = model_or_skip("MatrixFactorization", rows, r, cols)
     theta = init(mf, 11)
@@ -403,7 +403,7 @@ def test_balance_rate_matrix_factorization_closed_form():
 def test_balance_rate_matches_sde_ensemble():
     """Finite-difference d E[C]/dt of an Euler-Maruyama ensemble of the SGD-SDE for u v with
     target y and label noise delta equals the ensemble mean of balance_rate, and
-    E[C(t)] = C(0) exp(-eta delta^2 t) (THEORY.md section 2). 4096 paths, step 1e-3: the
+    E[C(t)] = C(0) exp(-eta delta^2 t) (docs/theory.md section 2.5). 4096 paths, step 1e-3: the
     discretization and sampling errors of E[C] are ~1e-3 relative, of the difference
     quotient ~3e-3."""
     m = models.ScalarProduct()
@@ -472,7 +472,7 @@ def test_noise_equilibrium_hadamard_commuting_generators():
 
 def test_noise_equilibrium_matrix_factorization_non_commuting():
     """P Q with label noise on every entry: equilibrium of sym(r) is m Q Q^T = n P^T P
-    (THEORY.md section 2 with dD/dt = 0), reached along exp(sym(r)) with P Q unchanged."""
+    (docs/theory.md section 2.6 with dD/dt = 0), reached along exp(sym(r)) with P Q unchanged."""
     rows, r, cols = 3, 2, 4
     mf = model_or_skip("MatrixFactorization", rows, r, cols)
     theta = init(mf, 14)

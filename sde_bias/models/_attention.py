@@ -3,8 +3,8 @@
 The attention scores ``(X W_Q)(X W_K)^T`` depend on ``W_Q`` and ``W_K`` only through
 ``W_Q W_K^T``, so ``GL(head_dim)`` acts as ``(W_Q A, W_K A^{-T})``; with an output
 projection, ``GL(value_dim)`` also acts as ``(W_V B, B^{-1} W_O)``. On the balanced
-section ``log det G`` is that of the factorization ``W_Q W_K^T`` (THEORY.md section 3;
-arXiv:2601.06597, experiment 2 of PAPER_EXPERIMENTS.md).
+section ``log det G`` is that of the factorization ``W_Q W_K^T`` (docs/theory.md section 3.4;
+arXiv:2601.06597, experiment 2 of docs/paper_experiments.md).
 """
 
 import math
@@ -215,7 +215,7 @@ def unbalance_columns(
     """Column ``j`` of ``WQ`` times ``exp(s_j)``, column ``j`` of ``WK`` divided by
     ``exp(s_j)``, then all of ``WQ`` times ``q_scale``.
 
-    The student initialisation of the paper's experiment 2 (PAPER_EXPERIMENTS.md:
+    The student initialisation of the paper's experiment 2 (docs/paper_experiments.md:
     ``s = linspace(-1.2, 1.2, head_dim)``, ``q_scale = 1/4 + |z'|/4``). The column step is
     a group element (``S = diag(s)``); the ``q_scale`` step is not a symmetry: it scales
     the attention scores by ``q_scale``. Afterwards ``|WQ[:, j]| / |WK[:, j]|`` is the

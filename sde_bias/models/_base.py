@@ -6,7 +6,7 @@ A flat vector is what diffrax integrates, what the Gram matrix of the symmetry
 generators is built from, and what the Itô projection differentiates, so one
 representation serves every module.
 
-The symmetry (THEORY.md section 2) is a Lie group ``G`` acting on parameter space,
+The symmetry (docs/theory.md section 2.1) is a Lie group ``G`` acting on parameter space,
 ``theta -> phi_g(theta)``, that leaves the predictor unchanged. A model declares it by
 :meth:`AbstractModel.action`, ``phi_{exp(sum_a s_a A_a)}(theta)`` for coordinates
 ``s`` of the Lie algebra in a fixed basis ``A_1..A_k``. The generator fields

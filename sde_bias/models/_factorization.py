@@ -4,7 +4,7 @@
 ``(P A, A^{-1} Q)`` and leaves ``M`` unchanged. On the balanced section
 (``P^T P = Q Q^T``) the orbit volume gives ``log det G = sum_{a,b} log(s_a + s_b)`` with
 ``s`` the singular values of ``M``: the low-rank ("spectral sparsity") potential of
-THEORY.md section 3 and of arXiv:2601.06597 (experiment 3 of PAPER_EXPERIMENTS.md).
+docs/theory.md section 3.4 and of arXiv:2601.06597 (experiment 3 of docs/paper_experiments.md).
 """
 
 import equinox as eqx
@@ -40,7 +40,7 @@ def _balanced_factors(
     missing modes are zero columns of the left factor and zero rows of the right one.
     Both factors then have the same Gram matrix ``diag(S_r)``
     (``L^T L = R R^T``), which is the fixed point of the GL(r) balance law
-    (THEORY.md section 2).
+    (docs/theory.md section 2.6).
     """
     m, n = matrix.shape
     u, s, vt = jnp.linalg.svd(matrix, full_matrices=False)
@@ -71,7 +71,7 @@ class MatrixFactorization(AbstractModel):
     Balanced section: ``M = U S V^T`` (SVD), ``P = U_r sqrt(S_r)``, ``Q = sqrt(S_r) V_r^T``
     with the top ``rank`` singular triplets (zero-padded when ``rank > min(rows, cols)``),
     so that ``P^T P = Q Q^T = diag(S_r)``. On it
-    ``log det G = sum_{a,b} log(s_a + s_b)`` (THEORY.md section 3; arXiv:2601.06597).
+    ``log det G = sum_{a,b} log(s_a + s_b)`` (docs/theory.md section 3.4; arXiv:2601.06597).
     """
 
     rows: int = eqx.field(static=True)

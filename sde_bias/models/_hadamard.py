@@ -3,7 +3,7 @@
 ``w = p * q`` (depth 2) and ``w = u_1 * ... * u_D`` (depth D), with a linear predictor
 ``f = phi(x) . w``. The rescalings ``(a p_j, q_j / a)`` leave ``w`` unchanged; on the
 balanced section ``log det G = sum_j log 2|w_j|`` (depth 2), which is the
-sparsity-inducing potential of THEORY.md section 3 (Woodworth et al. 2020 study the
+sparsity-inducing potential of docs/theory.md section 3.4 (Woodworth et al. 2020 study the
 same parameterization; the geometric reading is arXiv:2601.06597).
 """
 
@@ -100,7 +100,7 @@ class DeepHadamard(AbstractModel):
     Group ``(R_{>0})^{d (D-1)}``: for each coordinate ``j`` and layer ``l < D`` the
     generator scales ``u_l[j]`` up and ``u_{l+1}[j]`` down. Invariants ``w``; balanced
     section ``|u_l[j]| = |w_j|^{1/D}`` with the sign carried by the last layer. On it
-    ``log det G = sum_j [log D + (2 (D-1) / D) log |w_j|]`` (THEORY.md section 3).
+    ``log det G = sum_j [log D + (2 (D-1) / D) log |w_j|]`` (docs/theory.md section 3.4).
     """
 
     dim: int = eqx.field(static=True)

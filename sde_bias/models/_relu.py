@@ -3,8 +3,8 @@
 ReLU is positively homogeneous, ``relu(a z) = a relu(z)`` for ``a > 0``, so rescaling a
 hidden unit's incoming weights by ``a`` and its outgoing weights by ``1 / a`` leaves the
 network function unchanged: the group is ``(R_{>0})^hidden``, one factor per unit. On
-the balanced section ``log det G = sum_j log(2 |W_j| |V_j|)`` (THEORY.md section 3;
-arXiv:2601.06597, experiment 1 of PAPER_EXPERIMENTS.md).
+the balanced section ``log det G = sum_j log(2 |W_j| |V_j|)`` (docs/theory.md section 3.4;
+arXiv:2601.06597, experiment 1 of docs/paper_experiments.md).
 """
 
 import equinox as eqx
@@ -106,7 +106,7 @@ def unbalance_units(
 ) -> Float[Array, " p"]:
     """Multiply row ``j`` of ``W`` by ``exp(s_j)`` and divide column ``j`` of ``V`` by it.
 
-    This is the initial unbalancing of the paper's experiment 1 (PAPER_EXPERIMENTS.md,
+    This is the initial unbalancing of the paper's experiment 1 (docs/paper_experiments.md,
     ``s = linspace(-1.2, 1.2, hidden)``). It is a group element, so the network function
     is unchanged, and ``|V[:, j]| / |W[j, :]|`` is multiplied by ``exp(-2 s_j)``.
     """

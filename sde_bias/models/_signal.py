@@ -3,8 +3,8 @@
 The increments ``s_j - s_{j-1} = w1_j w2_j`` form a Hadamard product, so the sparsity bias
 of the Hadamard model acts on the increments: on the balanced section
 ``log det G = sum_j log 2 |s_j - s_{j-1}|`` (``s_0 = 0``), which favours piecewise-constant
-signals of small total variation (THEORY.md sections 3 and 6; arXiv:2601.06597,
-experiment 5 of PAPER_EXPERIMENTS.md).
+signals of small total variation (docs/theory.md sections 3.4 and 6; arXiv:2601.06597,
+experiment 5 of docs/paper_experiments.md).
 """
 
 import equinox as eqx
