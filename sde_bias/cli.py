@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list scenarios and solver presets with one-line descriptions")
     ls.add_argument("--scenarios", metavar="DIR", help="scenario folder (default ./scenarios and the project's)")
-    ls.set_defaults(func=cmd_list)
+    ls.set_defaults(func=cmd_list, uses_jax=False)
 
     i = sub.add_parser("inspect", help="summarise a run file: scenario, runners, shapes, status, final numbers")
     i.add_argument("file")
@@ -369,19 +369,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
-    from .parallel import configure_host_devices
-
-    # one JAX CPU device per core, so ensembles are split over the cores (XLA runs a
-    # small step on one core otherwise); a no-op when JAX already started (main() called
-    # from a process that used JAX, e.g. the tests)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        configure_host_devices()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, usage errors
         return int(e.code) if isinstance(e.code, int) else EXIT_USER
+    if getattr(args, "uses_jax", True):  # --help, --version and `list` never import JAX
+        from .parallel import configure_host_devices
+
+        # one JAX CPU device per core, so ensembles are split over the cores (XLA runs a
+        # small step on one core otherwise); a no-op when JAX already started (main() called
+        # from a process that used JAX, e.g. the tests)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            configure_host_devices()
     try:
         return args.func(args)
     except ScenarioError as e:
