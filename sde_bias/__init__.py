@@ -17,47 +17,39 @@ to its module):
 
 __version__ = "0.1.0"
 
-from .models import *  # noqa: F401,F403
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from .data import Dataset as Dataset, TeacherStream as TeacherStream  # noqa: E402
-from .losses import L1Penalty as L1Penalty, SquaredLoss as SquaredLoss  # noqa: E402
-from .noise import (  # noqa: E402
-    AbstractScheme as AbstractScheme,
-    Bernoulli as Bernoulli,
-    FullBatch as FullBatch,
-    LabelNoise as LabelNoise,
-    Online as Online,
-    WithoutReplacement as WithoutReplacement,
-    WithReplacement as WithReplacement,
-)
-from .problem import Problem as Problem  # noqa: E402
-from .sgd import DiscreteStepper as DiscreteStepper  # noqa: E402
-from .sde import (  # noqa: E402
-    AbstractSDE as AbstractSDE,
-    CustomSDE as CustomSDE,
-    SDEStepper as SDEStepper,
-    SGDSDE as SGDSDE,
-)
-from .integrate import advance as advance, run_ensemble as run_ensemble  # noqa: E402
-from .observables import make_observer as make_observer  # noqa: E402
-from .quotient import (  # noqa: E402
-    ito_projection as ito_projection,
-    section_average as section_average,
-    empirical_average as empirical_average,
-)
-from .symmetry import (  # noqa: E402
-    gram_matrix as gram_matrix,
-    log_det_gram as log_det_gram,
-    noise_equilibrium as noise_equilibrium,
-    balance_rate as balance_rate,
-)
-from .discovery import discover_symmetries as discover_symmetries  # noqa: E402
+if _TYPE_CHECKING:  # static tools see the eager API
+    from ._api import *  # noqa: F401,F403
 
-# The front door: scenario files, runs, HDF5 output (docs/scenarios.md).
-from .scenario import (  # noqa: E402,F401
-    Scenario as Scenario,
-    ScenarioError as ScenarioError,
-    UserError as UserError,
-    load_scenario as load_scenario,
-)
-from .run import run_scenario as run_scenario  # noqa: E402,F401
+# The API lives in sde_bias/_api.py and is imported on first access of any public name
+# (``sde_bias.Hadamard``, ``from sde_bias import run_scenario``, ``dir``, ``import *``), so
+# importing a light submodule (``sde_bias.cli``, ``sde_bias.scenario``) does not import JAX.
+
+
+def _load_api() -> None:
+    import importlib
+
+    api = importlib.import_module(f"{__name__}._api")
+    g = globals()
+    for name, value in vars(api).items():
+        if not name.startswith("_"):
+            g.setdefault(name, value)
+
+
+def __getattr__(name: str):
+    if name.startswith("_") and name != "__all__":  # private and dunder probes stay cheap
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _load_api()
+    g = globals()
+    if name == "__all__":
+        return sorted(k for k in g if not k.startswith("_"))
+    try:
+        return g[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    _load_api()
+    return sorted(globals())

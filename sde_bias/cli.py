@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list scenarios and solver presets with one-line descriptions")
     ls.add_argument("--scenarios", metavar="DIR", help="scenario folder (default ./scenarios and the project's)")
-    ls.set_defaults(func=cmd_list)
+    ls.set_defaults(func=cmd_list, uses_jax=False)
 
     i = sub.add_parser("inspect", help="summarise a run file: scenario, runners, shapes, status, final numbers")
     i.add_argument("file")
@@ -378,7 +378,7 @@ def _split_host_devices(requested: int | None) -> None:
     called from a process that used JAX, e.g. the tests)."""
     import warnings
 
-    from .parallel import DEVICES_ENV, configure_host_devices, devices_from_env
+    from .parallel import configure_host_devices, devices_from_env
 
     if requested is not None and requested < 1:
         raise UserError(f"--devices {requested}: expected a positive integer (1 = no split)")
@@ -399,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version, usage errors
         return int(e.code) if isinstance(e.code, int) else EXIT_USER
     try:
-        if hasattr(args, "devices"):
-            _split_host_devices(args.devices)
+        if getattr(args, "uses_jax", True):  # --help, --version and `list` never import JAX
+            _split_host_devices(getattr(args, "devices", None))
         return args.func(args)
     except ScenarioError as e:
         print(f"sde-bias: invalid scenario:\n{e}", file=sys.stderr)

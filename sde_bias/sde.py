@@ -256,6 +256,18 @@ def check_commutative_noise(sde: AbstractSDE, theta, data) -> float:
     return float(commutativity_defect(sde, theta, data))
 
 
+def _step_to(controller, times):
+    """``controller`` clipped so that every time in ``times`` is a step end point.
+
+    Without it ``SaveAt(ts=...)`` interpolates between steps, which for an SDE replaces the
+    Brownian path inside a step by a straight line: a pathwise error of order
+    ``sqrt(step)`` at every save time that is not a step end point."""
+    clip = getattr(diffrax, "ClipStepSizeController", None)
+    if clip is None:  # diffrax < 0.7: the PID controller takes step_ts itself
+        return diffrax.PIDController(rtol=controller.rtol, atol=controller.atol, step_ts=times)
+    return clip(controller, step_ts=times)
+
+
 def solve_adaptive(
     sde: AbstractSDE,
     solver: diffrax.AbstractSolver,
@@ -274,7 +286,8 @@ def solve_adaptive(
 ):
     """Adaptive-step integration of one trajectory with ``diffeqsolve`` and a
     ``VirtualBrownianTree`` on ``[0, t_final]`` (so that a run split into several calls
-    sees the same Brownian path). Returns ``(ys [r, p], ok)``."""
+    sees the same Brownian path), stepping exactly to every save time (no interpolation).
+    Returns ``(ys [r, p], ok)``."""
     m = sde.noise_dim(data)
     dt0 = dt0 if dt0 is not None else sde.time_step
     brownian_tol = brownian_tol if brownian_tol is not None else sde.time_step / 16
@@ -294,7 +307,7 @@ def solve_adaptive(
         theta0,
         args=data,
         saveat=diffrax.SaveAt(ts=save_times),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        stepsize_controller=_step_to(diffrax.PIDController(rtol=rtol, atol=atol), save_times),
         max_steps=max_steps,
         throw=False,
     )

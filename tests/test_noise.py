@@ -7,9 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import random_regression
 
 import sde_bias as sb
-from sde_bias.data import Dataset, TeacherStream
+from sde_bias.data import TeacherStream
 from sde_bias.losses import SquaredLoss
 from sde_bias.noise import Bernoulli, FullBatch, LabelNoise, Online, WithoutReplacement, WithReplacement
 from sde_bias.problem import Problem
@@ -18,10 +19,8 @@ N, DIM, DELTA = 8, 3, 0.7
 
 
 def _problem(scheme):
-    model = sb.Hadamard(DIM)
-    kx, ky = jax.random.split(jax.random.PRNGKey(1))
-    data = Dataset(jax.random.normal(kx, (N, DIM)), jax.random.normal(ky, (N,)))
-    return Problem(model, scheme, train=data), model.init(jax.random.PRNGKey(2))
+    problem = random_regression(sb.Hadamard(DIM), scheme, N, (DIM,))
+    return problem, problem.model.init(jax.random.PRNGKey(2))
 
 
 def _formula(problem, theta, kind):
@@ -149,11 +148,9 @@ def test_online_scheme():
 def test_paper_mse_label_noise_scaling():
     """With PyTorch's MSE convention (mean, no 1/2) the label-noise covariance is
     4 delta^2 / B mean grad f grad f^T: the factor comes from dl/dy = -2 (f - y)."""
-    model = sb.Hadamard(DIM)
-    kx, ky = jax.random.split(jax.random.PRNGKey(1))
-    data = Dataset(jax.random.normal(kx, (N, DIM)), jax.random.normal(ky, (N,)))
     scheme = LabelNoise(FullBatch(), DELTA)
-    problem = Problem(model, scheme, loss=SquaredLoss("mean"), train=data)
+    problem = random_regression(sb.Hadamard(DIM), scheme, N, (DIM,), loss=SquaredLoss("mean"))
+    model, data = problem.model, problem.train
     theta = model.init(jax.random.PRNGKey(2))
     gf = jax.vmap(jax.grad(model.predict), (None, 0))(theta, data.x)
     np.testing.assert_allclose(scheme.covariance(problem, theta, data), 4 * DELTA**2 / N * gf.T @ gf / N, rtol=1e-10)

@@ -4,11 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import random_regression, uv_problem
 
 import sde_bias as sb
 from sde_bias.data import Dataset
 from sde_bias.losses import SquaredLoss
-from sde_bias.noise import FullBatch, LabelNoise, WithReplacement
+from sde_bias.noise import LabelNoise, WithReplacement
 from sde_bias.problem import Problem
 from sde_bias.quotient import empirical_average, ito_projection, section_average
 from sde_bias.sde import SGDSDE
@@ -18,8 +19,9 @@ def test_uv_label_noise_closed_form_on_section():
     """u v with label noise delta, L = 1/2 (w - y)^2, on the balanced section u = v = sqrt w:
     gradient part -2 w (w - y), geometric part eta delta^2 w, D_q = 2 eta delta^2 w^2
     (derived by hand from Itô's formula with Hpi = [[0, 1], [1, 0]])."""
-    model, eta, delta, y = sb.ScalarProduct(), 0.1, 0.5, 1.0
-    problem = Problem(model, LabelNoise(FullBatch(), delta), train=Dataset(jnp.ones((1,)), jnp.full((1,), y)))
+    eta, delta, y = 0.1, 0.5, 1.0
+    problem = uv_problem(delta, y)
+    model = problem.model
     ws = jnp.linspace(0.2, 2.0, 7)[:, None]
     c = section_average(SGDSDE(problem, eta), model.invariants, model.section, ws, problem.train)
     w = ws[:, 0]
@@ -43,21 +45,15 @@ def _dense_projection(sde, invariants, theta, data, eta):
 def test_projection_matches_dense_hessian_formula(which):
     key = jax.random.PRNGKey(0)
     if which == "hadamard":
-        model = sb.Hadamard(4)
-        data = Dataset(jax.random.normal(key, (9, 4)), jax.random.normal(jax.random.PRNGKey(1), (9,)))
-        problem = Problem(model, LabelNoise(WithReplacement(3), 0.3), train=data)
+        problem = random_regression(sb.Hadamard(4), LabelNoise(WithReplacement(3), 0.3), 9, (4,))
     elif which == "deep":
-        model = sb.DeepHadamard(3, 3)
-        data = Dataset(jax.random.normal(key, (7, 3)), jax.random.normal(jax.random.PRNGKey(1), (7,)))
-        problem = Problem(model, WithReplacement(2), train=data)
+        problem = random_regression(sb.DeepHadamard(3, 3), WithReplacement(2), 7, (3,))
     else:
-        MF = getattr(sb, "MatrixFactorization", None)
-        if MF is None:
-            pytest.skip("MatrixFactorization not available")
-        model = MF(3, 2, 4)
+        model = sb.MatrixFactorization(3, 2, 4)
         idx = jnp.array([(i, j) for i in range(3) for j in range(4) if (i + j) % 2 == 0], jnp.int32)
         data = Dataset(idx, jax.random.normal(key, (idx.shape[0],)))
         problem = Problem(model, LabelNoise(WithReplacement(2), 0.2), loss=SquaredLoss("mean"), train=data)
+    model, data = problem.model, problem.train
     eta = 0.05
     sde = SGDSDE(problem, eta)
     theta = model.init(jax.random.PRNGKey(3))
@@ -94,8 +90,9 @@ def test_geometric_part_matches_short_time_simulation():
 
 def test_empirical_average_recovers_section_when_fibers_are_points():
     """If every sample lies on the section, binned averaging returns the section values."""
-    model, eta, delta = sb.ScalarProduct(), 0.1, 0.5
-    problem = Problem(model, LabelNoise(FullBatch(), delta), train=Dataset(jnp.ones((1,)), jnp.ones((1,))))
+    eta, delta = 0.1, 0.5
+    problem = uv_problem(delta)
+    model = problem.model
     sde = SGDSDE(problem, eta)
     w = jnp.linspace(0.3, 1.9, 400)
     thetas = jax.vmap(model.section)(w[:, None])

@@ -24,10 +24,8 @@ from sde_bias.symmetry import (
 )
 
 
-def model_or_skip(name, *args, **kwargs):
-    """The catalogue model ``name``, or skip while it has not been added yet."""
-    if not hasattr(models, name):
-        pytest.skip(f"sde_bias.models.{name} not available yet")
+def catalogue_model(name, *args, **kwargs):
+    """The catalogue model ``name`` (a renamed or removed model fails the test)."""
     return getattr(models, name)(*args, **kwargs)
 
 
@@ -159,7 +157,7 @@ def test_log_det_deep_hadamard(depth):
 
 
 def test_log_det_matrix_factorization():
-    m = model_or_skip("MatrixFactorization", 4, 2, 3)
+    m = catalogue_model("MatrixFactorization", 4, 2, 3)
     M = randn(1, 4, 2) @ randn(2, 2, 3)  # rank 2
     s = np.linalg.svd(M, compute_uv=False)[:2]
     out = log_det_gram(m, jit(m.section)(M.ravel()))
@@ -167,7 +165,7 @@ def test_log_det_matrix_factorization():
 
 
 def test_log_det_two_layer_relu():
-    m = model_or_skip("TwoLayerReLU", 3, 4, 2)
+    m = catalogue_model("TwoLayerReLU", 3, 4, 2)
     theta = jit(lambda t: m.section(m.invariants(t)))(init(m, 3))
     b = m.unflatten(N(theta))
     expected = np.sum(np.log(2 * np.linalg.norm(b["W"], axis=1) * np.linalg.norm(b["V"], axis=0)))
@@ -175,14 +173,14 @@ def test_log_det_two_layer_relu():
 
 
 def test_log_det_attention_qk():
-    m = model_or_skip("Attention", 3, 4, 2)
+    m = catalogue_model("Attention", 3, 4, 2)
     theta = jit(lambda t: m.section(m.invariants(t)))(init(m, 4))
     s = np.linalg.svd(N(jit(m.qk_matrix)(theta)), compute_uv=False)[:2]
     np.testing.assert_allclose(log_det_gram(m, theta).log_det, _sum_pairs_log(s), rtol=1e-10)
 
 
 def test_log_det_cumsum_hadamard():
-    m = model_or_skip("CumsumHadamard", 5)
+    m = catalogue_model("CumsumHadamard", 5)
     signal = np.array([0.5, 0.2, 1.4, 1.4 + 1e-3, -0.8])
     expected = np.sum(np.log(2 * np.abs(np.diff(signal, prepend=0.0))))
     out = log_det_gram(m, jit(m.section)(signal))
@@ -265,7 +263,7 @@ def _projector_cases():
 
 @_projector_cases()
 def test_projectors(name, args, sample_x):
-    m = model_or_skip(name, *args)
+    m = catalogue_model(name, *args)
     theta = init(m, 6)
     p, k = m.num_params, m.lie_algebra_dim
     PT, PN = N(tangent_projector(m, theta)), N(normal_projector(m, theta))
@@ -305,7 +303,7 @@ def _generator_cases():
 
 @_generator_cases()
 def test_generator_and_symmetric_matrices(name, args, num_sym, sample_x):
-    m = model_or_skip(name, *args)
+    m = catalogue_model(name, *args)
     theta = init(m, 7)
     p = m.num_params
     A = N(generator_matrices(m, theta))
@@ -381,7 +379,7 @@ def test_balance_rate_long_diffusion_under_jit():
 def test_balance_rate_matrix_factorization_closed_form():
     """docs/theory.md section 2.5: dD/dt = eta delta^2 (m Q Q^T - n P^T P), D = P^T P - Q Q^T."""
     rows, r, cols = 3, 2, 4
-    mf = model_or_skip("MatrixFactorization", rows, r, cols)
+    mf = catalogue_model("MatrixFactorization", rows, r, cols)
     theta = init(mf, 11)
     b = mf.unflatten(theta)
     P, Q = b["P"], b["Q"]
@@ -474,7 +472,7 @@ def test_noise_equilibrium_matrix_factorization_non_commuting():
     """P Q with label noise on every entry: equilibrium of sym(r) is m Q Q^T = n P^T P
     (docs/theory.md section 2.6 with dD/dt = 0), reached along exp(sym(r)) with P Q unchanged."""
     rows, r, cols = 3, 2, 4
-    mf = model_or_skip("MatrixFactorization", rows, r, cols)
+    mf = catalogue_model("MatrixFactorization", rows, r, cols)
     theta = init(mf, 14)
     pairs = np.array([(i, j) for i in range(rows) for j in range(cols)])
 

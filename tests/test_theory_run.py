@@ -3,12 +3,17 @@
 import h5py
 import numpy as np
 import pytest
+from helpers import ROOT
+from scipy import stats
 
 from sde_bias import ScenarioError, load_scenario, run_scenario
+from sde_bias.stats import chi2_goodness_of_fit
+
+SCENARIOS = ROOT / "scenarios"
 
 
 def test_theory_hyperbola_quick_writes_checks(tmp_path):
-    sc = load_scenario("scenarios/theory_hyperbola.yaml", variant="quick")
+    sc = load_scenario(SCENARIOS / "theory_hyperbola.yaml", variant="quick")
     out = tmp_path / "th.h5"
     run_scenario(sc, out, quiet=True)
     with h5py.File(out) as f:
@@ -21,15 +26,32 @@ def test_theory_hyperbola_quick_writes_checks(tmp_path):
         s = f["theory/stationary_check"]
         grid, fp = s["grid"][...], s["fokker_planck_density"][...]
         # zero-flux density of dw = a dt + sqrt(2D) dW, D = 2 lr delta^2 w^2: Gamma(9.5, rate 10)
-        from scipy import stats
-
-        np.testing.assert_allclose(fp, stats.gamma(9.5, scale=0.1).pdf(grid), atol=2e-3)
-        assert 0 <= s.attrs["chi2_pvalue_fokker_planck"] <= 1
+        law = stats.gamma(9.5, scale=0.1)
+        np.testing.assert_allclose(fp, law.pdf(grid), atol=2e-3)
+        # the recorded chi-square p-value (200 independent final w, 20 bins on the grid) is
+        # the test of these samples against that closed form, and the samples pass it ...
+        x, edges = s["samples"][...], np.linspace(grid[0], grid[-1], 21)
+        assert x.size == s.attrs["num_samples"] == 200
+        p_fp = s.attrs["chi2_pvalue_fokker_planck"]
+        assert abs(p_fp - chi2_goodness_of_fit(x, law.pdf, [edges]).pvalue) < 1e-3
+        assert p_fp > 1e-3
+        # ... while the same test rejects the laws of twice and half the noise
+        # (lr delta^2 = 0.2, 0.05: Gamma(1/(lr delta^2) + 1/2, rate 1/(lr delta^2)))
+        for c in (0.2, 0.05):
+            wrong = stats.gamma(1 / c + 0.5, scale=c)
+            assert chi2_goodness_of_fit(x, wrong.pdf, [edges]).pvalue < 1e-3, c
+        # the paper's density exp(-L/T) det G^{-1/2} on the section u = v = sqrt(w):
+        # L = (w - 1)^2 / 2, G = u^2 + v^2 = 2 w, T = tr(S S^T) / (2 p) = lr delta^2 w / 2
+        # averaged over the grid
+        T = 0.5 * 0.1 * grid.mean()
+        assert s.attrs["temperature"] == pytest.approx(T, rel=1e-12)
+        paper = np.exp(-((grid - 1) ** 2) / (2 * T)) / np.sqrt(2 * grid)
+        np.testing.assert_allclose(s["paper_density"][...], paper / np.trapezoid(paper, grid), rtol=1e-9)
         assert "drift q[0]" in f["comparisons"].attrs["table"]
 
 
 def test_bad_theory_block_is_a_user_error(tmp_path):
-    text = open("scenarios/theory_hyperbola.yaml").read().replace("replicates: 20000", "replicates: -3")
+    text = (SCENARIOS / "theory_hyperbola.yaml").read_text().replace("replicates: 20000", "replicates: -3")
     p = tmp_path / "bad.yaml"
     p.write_text(text)
     with pytest.raises(ScenarioError, match=r"theory\.drift_check\.replicates"):
@@ -41,7 +63,7 @@ def test_effective_drift_fibers_on_the_hyperbola(tmp_path):
     so the `noise_equilibrium` and `section` fiber averages coincide; `empirical` bins the
     recorded states."""
     sc = load_scenario(
-        "scenarios/hyperbola.yaml", variant="quick",
+        SCENARIOS / "hyperbola.yaml", variant="quick",
         overrides=["theory.effective_drift={fibers: [section, noise_equilibrium, empirical], grid: {linspace: [0.5, 1.5, 5]}, bins: 4}"],
     )
     out = tmp_path / "h.h5"

@@ -1,0 +1,51 @@
+"""The public API of :mod:`sde_bias`, imported on first use of any of its names.
+
+``sde_bias/__init__.py`` loads this module lazily (module ``__getattr__``) so that light
+entry points (``sde-bias --help``, ``sde-bias list``) do not import JAX. Every public name
+bound here is re-exported as ``sde_bias.<name>``; add new public names here.
+"""
+
+from .models import *  # noqa: F401,F403
+
+from .data import Dataset as Dataset, TeacherStream as TeacherStream
+from .losses import L1Penalty as L1Penalty, SquaredLoss as SquaredLoss
+from .noise import (
+    AbstractScheme as AbstractScheme,
+    Bernoulli as Bernoulli,
+    FullBatch as FullBatch,
+    LabelNoise as LabelNoise,
+    Online as Online,
+    WithoutReplacement as WithoutReplacement,
+    WithReplacement as WithReplacement,
+)
+from .problem import Problem as Problem
+from .sgd import DiscreteStepper as DiscreteStepper
+from .sde import (
+    AbstractSDE as AbstractSDE,
+    CustomSDE as CustomSDE,
+    SDEStepper as SDEStepper,
+    SGDSDE as SGDSDE,
+)
+from .integrate import advance as advance, run_ensemble as run_ensemble
+from .observables import make_observer as make_observer
+from .quotient import (
+    ito_projection as ito_projection,
+    section_average as section_average,
+    empirical_average as empirical_average,
+)
+from .symmetry import (
+    gram_matrix as gram_matrix,
+    log_det_gram as log_det_gram,
+    noise_equilibrium as noise_equilibrium,
+    balance_rate as balance_rate,
+)
+from .discovery import discover_symmetries as discover_symmetries
+
+# The front door: scenario files, runs, HDF5 output (docs/scenarios.md).
+from .scenario import (  # noqa: F401
+    Scenario as Scenario,
+    ScenarioError as ScenarioError,
+    UserError as UserError,
+    load_scenario as load_scenario,
+)
+from .run import run_scenario as run_scenario  # noqa: F401
