@@ -136,9 +136,9 @@ def cmd_validate(args) -> int:
             path = _resolve_scenario_path(name)
             if args.variant or args.set:
                 sc = load_scenario(path, args.variant, args.set or ())
-                from .build import build_problem
+                from .preflight import probe_runners
 
-                build_problem(sc)
+                probe_runners(sc)
                 checked = [args.variant or ""]
             else:
                 checked = validate_file(path)
