@@ -104,6 +104,12 @@ def cmd_run(args) -> int:
     out = Path(args.out) if args.out else None
     if out is None and path.suffix in (".h5", ".hdf5"):
         out = default_output(sc).with_name(f"{path.stem}-rerun.h5")
+    if not args.no_plot:  # the figures' folder, before any compute
+        from .outputs import check_folder
+        from .plots import default_plot_dir
+
+        what = "--out: figures folder" if out else f"{sc.source}: name: the default figures folder"
+        check_folder(default_plot_dir(out or default_output(sc)), what, create=False)
     progress = Progress(quiet=args.quiet)
     res = run_scenario(sc, out, resume=args.resume, progress=progress)
     figures = []
@@ -390,8 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"sde-bias: error: {e}", file=sys.stderr)
         return EXIT_USER
-    except KeyboardInterrupt:
-        print("sde-bias: interrupted (an interrupted run can be continued with --resume)", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        why = f": {e}" if str(e) else ""
+        print(f"sde-bias: interrupted{why} (an interrupted run can be continued with --resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception:  # noqa: BLE001 - anything else is a bug
         traceback.print_exc()
