@@ -201,10 +201,11 @@ def cmd_inspect(args) -> int:
     import h5py
     import numpy as np
 
-    from .store import RunFile, read_attrs
+    from ._filecheck import open_run, reading
+    from .store import read_attrs
 
     path = Path(args.file)
-    with RunFile.open(path) as f:
+    with open_run(path) as f, reading(path):
         a = read_attrs(f.h5)
         print(f"{path}")
         v = f" [variant {a['variant']}]" if a.get("variant") else ""
@@ -286,11 +287,12 @@ def cmd_report(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    from ._filecheck import open_run, reading
     from .plots import plot_run
-    from .store import RunFile
 
-    RunFile.open(args.file).close()  # a clear error for a bad file
-    paths = plot_run(args.file, args.out)
+    open_run(args.file).close()  # a clear error for a bad file
+    with reading(args.file):
+        paths = plot_run(args.file, args.out)
     for p in paths:
         _out(str(p), args.quiet)
     return EXIT_OK
