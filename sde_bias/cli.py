@@ -8,8 +8,10 @@
     sde-bias report FILE... [--out DIR] [--notes FILE]
 
 Exit codes: 0 ok; 1 internal error (a bug: the traceback is printed); 2 user error
-(invalid scenario, bad option, unreadable file; one message, no traceback); 3 the run
-completed but some seeds diverged; 130 interrupted (Ctrl-C).
+(invalid scenario, bad option, unreadable or damaged file, an output that cannot be
+written or that another run is writing; one message, no traceback); 3 the run completed
+but some seeds diverged; 130 interrupted (Ctrl-C or SIGTERM: the run stops after its
+next checkpoint and continues with --resume).
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ EPILOG = """\
 exit codes:
   0    success
   1    internal error (a bug; the traceback is printed)
-  2    user error: invalid scenario or preset, bad option, unreadable file
+  2    user error: invalid scenario or preset, bad option, unreadable or damaged
+       file, an output path that cannot be written or that another run is writing
   3    the run completed and was written, but some seeds diverged
-  130  interrupted
+  130  interrupted (Ctrl-C or SIGTERM: stopped after the next checkpoint; --resume)
 
 Scenario keys are documented in docs/scenarios.md; solver presets live in solvers/.
 """
@@ -325,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser(
         "run",
         help="run a scenario and write its HDF5 file and figures",
-        description="Run every runner of a scenario on the same seeds, write data/runs/<name>[-<variant>].h5 "
+        description="Run every runner of a scenario on the same seeds, write data/runs/<name>[-<variant>][-<hash>].h5 "
         "and PNG figures next to it (<name>_plots/).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -334,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--variant", help="apply a named variant of the scenario (e.g. quick)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key, e.g. --set training.lr=0.01 (repeatable; VALUE is YAML)")
     r.add_argument("--seeds", type=int, metavar="N", help="number of seeds (same as --set seeds.count=N)")
-    r.add_argument("--out", metavar="FILE", help="output file (default data/runs/<name>[-<variant>].h5)")
+    r.add_argument("--out", metavar="FILE", help="output file (default data/runs/<name>[-<variant>][-<hash of the overrides>].h5)")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run of the same scenario")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress or messages (errors only)")
     r.add_argument("--no-plot", action="store_true", help="do not write the PNG figures")
