@@ -561,15 +561,15 @@ class Scenario(_Block):
     @property
     def chunk_records(self) -> int:
         """Records per compiled chunk: the scenario's ``chunk_records`` or about 20 equal
-        chunks."""
+        chunks (the smallest divisor of the record count ``n`` from ``ceil(n / 20)``; if that
+        is much larger, e.g. ``n`` prime, ``ceil(n / 20)`` with a shorter last chunk)."""
         total = self.num_records
         if self.training.chunk_records is not None:
             return min(self.training.chunk_records, total)
         target = math.ceil(total / 20)
-        for d in range(target, total + 1):
-            if total % d == 0:
-                return d
-        return total
+        small = [k for k in range(1, math.isqrt(total) + 1) if total % k == 0]  # total may be ~2^31
+        d = min(x for x in small + [total // k for k in small] if x >= target)
+        return d if d <= 4 * target + 16 else target  # else the last chunk is shorter
 
     @property
     def seed_list(self) -> list[int]:

@@ -309,3 +309,14 @@ def test_yaml_alias_cycles_and_bombs_are_refused():
         prev = f"b{i}"
     with pytest.raises(ScenarioError, match="more than"):
         parse_yaml(bomb)
+
+
+def test_default_chunking_of_the_longest_run_is_immediate():
+    """2^31 - 1 records (a prime: no divisor near n / 20) are split without scanning 2^31
+    candidate chunk sizes."""
+    import time
+
+    sc = load_scenario(HYPERBOLA, None, ["training.steps=2147483647", "training.record_every=1"])
+    t0 = time.perf_counter()
+    assert sc.chunk_records == -(-(2**31 - 1) // 20)
+    assert time.perf_counter() - t0 < 1.0
