@@ -41,7 +41,7 @@ def check_run_file(f, path) -> None:
     a consistent run file."""
     import h5py
 
-    from .scenario import ScenarioError, parse_yaml, scenario_from_dict
+    from .scenario import ScenarioError, parse_yaml
 
     h5 = f.h5
     a = h5.attrs
@@ -52,9 +52,10 @@ def check_run_file(f, path) -> None:
         raise _damaged(path, "no scenario_yaml attribute")
     try:
         raw = parse_yaml(text, "scenario_yaml")
-        scenario_from_dict(raw, "scenario_yaml", check=False)
     except ScenarioError as e:
         raise _damaged(path, f"attribute {str(e).splitlines()[0]}") from None
+    if bad := _scenario_problem(raw):
+        raise _damaged(path, f"attribute scenario_yaml: {bad}")
     for k in _ROOT_INT:
         v = a.get(k)
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or int(v) < (1 if k != "total_steps" else 0):
@@ -80,6 +81,28 @@ def check_run_file(f, path) -> None:
                         ds[:, t - 1]  # the last record can be read back
             if t:
                 g["time"][t - 1]
+
+
+def _scenario_problem(raw) -> str | None:
+    """The first problem of a stored scenario: what the readers would trip on (a wrong type
+    or value, a non-finite number), not keys left out (hand-written files may keep only
+    what their reader needs)."""
+    from pydantic import ValidationError
+
+    from . import _numbers
+    from .scenario import Scenario, ScenarioError, _errors_from_pydantic
+
+    if not isinstance(raw, dict):
+        return f"not a mapping (got {type(raw).__name__})"
+    if bad := _numbers.nonfinite_problems(raw):
+        return str(ScenarioError("x", bad[:1])).split(": ", 1)[1]
+    try:
+        Scenario.model_validate(raw)
+    except ValidationError as e:
+        errs = [p for p, err in zip(_errors_from_pydantic(e, Scenario), e.errors()) if err["type"] != "missing"]
+        if errs:
+            return str(ScenarioError("x", errs[:1])).split(": ", 1)[1]
+    return None
 
 
 def open_run(path):
