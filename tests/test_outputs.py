@@ -299,15 +299,32 @@ def edge_runs(tmp_path_factory):
     for name, sets in runs.items():
         assert cli.main(["run", str(HYPERBOLA), "--variant", "quick", "--seeds", "2", "--out", str(d / f"{name}.h5"),
                          "--quiet", "--no-plot", *sets]) == 0
+    # an interrupted run holding only the initial record (Ctrl-C before the first chunk ended)
+    from sde_bias import store
+
+    orig = store.RunFile.append
+
+    def append(self, g, steps, *a, **k):
+        if steps[0] > 0:
+            raise KeyboardInterrupt
+        return orig(self, g, steps, *a, **k)
+
+    store.RunFile.append = append
+    try:
+        assert cli.main(["run", str(HYPERBOLA), "--variant", "quick", "--seeds", "2", "--out", str(d / "x.h5"),
+                         "--quiet", "--no-plot"]) == 130
+    finally:
+        store.RunFile.append = orig
+    (d / "x.h5.tmp").rename(d / "initial_only.h5")
     return d
 
 
-@pytest.mark.parametrize("name", ["zero_noise", "one_seed", "one_record"])
+@pytest.mark.parametrize("name", ["zero_noise", "one_seed", "one_record", "initial_only"])
 def test_case5_inspect_plot_report_on_legitimate_edge_runs(edge_runs, tmp_path, capsys, name):
     path = edge_runs / f"{name}.h5"
     assert cli.main(["inspect", str(path)]) == 0
     text = capsys.readouterr().out
-    assert "complete   yes" in text
+    assert ("complete   NO (interrupted" if name == "initial_only" else "complete   yes") in text
     assert cli.main(["plot", str(path), "--out", str(tmp_path / "figs"), "--quiet"]) == 0
     assert (tmp_path / "figs" / "loss.png").stat().st_size > 1000
     assert cli.main(["report", str(path), "--out", str(tmp_path / "rep")]) == 0
@@ -318,9 +335,10 @@ def test_case5_inspect_plot_report_on_legitimate_edge_runs(edge_runs, tmp_path, 
         assert "closed form lr δ² = 0" in md and "(closed form 0)" in md
     if name == "one_seed":  # no standard error from one seed
         assert "± nan" in rows["sgd"] and "± 0.0e+00" not in rows["sgd"]
-    if name == "one_record":
+    if name in ("one_record", "initial_only"):
         with h5py.File(path) as f:
-            assert f["sgd/loss"].shape == (2, 2)
+            assert f["sgd/loss"].shape == (2, 2 if name == "one_record" else 1)
+        assert "nan ± nan" in rows["sgd"]  # no decay rate from fewer than 3 records
 
 
 def damaged_files(src: Path, d: Path) -> dict[str, tuple[Path, str]]:
