@@ -148,10 +148,11 @@ SET_TEXTS = [
     "training.record_every=0", "theory={invariants: singular_values}", "theory={stationary_check: {grid: {linspace: [0, 1, 5]}}}",
     "theory.drift_check={points: section}", "record=[nope]", "precision=float16", "data.seed=4294967296",
     "init.point.u=.nan", "variants.quick=5", "runner_options={sgd: {svag_l: .inf}}",
+    "training={lr: 0.02, horizon: .inf, record_every: 10}", "training={lr: 0.02, horizon: 1e308, record_every: 10}",
 ]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(st.lists(st.sampled_from(SET_TEXTS), min_size=1, max_size=3), st.sampled_from(["hyperbola.yaml", "theory_hyperbola.yaml", "matrix_completion.yaml"]))
 def test_bad_set_paths_and_values_exit_0_or_2(sets, name):
     args = [SCEN / name]
