@@ -126,7 +126,7 @@ def mutated(draw):
     return name, f"{kind} {'.'.join(map(str, path))}", raw
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(mutated())
 def test_mutated_scenarios_exit_0_or_2_with_a_key(tmp_path_factory, case):
     name, what, raw = case
