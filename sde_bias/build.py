@@ -118,6 +118,7 @@ def apply_unbalance(model, cfg, theta, s):
 def _draw_scalar(spec, key, dtype):
     if isinstance(spec, dict):
         (kind, (a, b)), = spec.items()
+        a, b = float(a), float(b)  # a large integer is not an int32 array element
         if kind == "abs_normal":
             return a + b * jnp.abs(jax.random.normal(key, (), dtype))
         return jax.random.uniform(key, (), dtype, a, b)

@@ -8,8 +8,10 @@
     sde-bias report FILE... [--out DIR] [--notes FILE]
 
 Exit codes: 0 ok; 1 internal error (a bug: the traceback is printed); 2 user error
-(invalid scenario, bad option, unreadable file; one message, no traceback); 3 the run
-completed but some seeds diverged; 130 interrupted (Ctrl-C).
+(invalid scenario, bad option, unreadable or damaged file, an output that cannot be
+written or that another run is writing; one message, no traceback); 3 the run completed
+but some seeds diverged; 130 interrupted (Ctrl-C or SIGTERM: the run stops after its
+next checkpoint and continues with --resume).
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ EPILOG = """\
 exit codes:
   0    success
   1    internal error (a bug; the traceback is printed)
-  2    user error: invalid scenario or preset, bad option, unreadable file
+  2    user error: invalid scenario or preset, bad option, unreadable or damaged
+       file, an output path that cannot be written or that another run is writing
   3    the run completed and was written, but some seeds diverged
-  130  interrupted
+  130  interrupted (Ctrl-C or SIGTERM: stopped after the next checkpoint; --resume)
 
 Scenario keys are documented in docs/scenarios.md; solver presets live in solvers/.
 """
@@ -104,6 +107,12 @@ def cmd_run(args) -> int:
     out = Path(args.out) if args.out else None
     if out is None and path.suffix in (".h5", ".hdf5"):
         out = default_output(sc).with_name(f"{path.stem}-rerun.h5")
+    if not args.no_plot:  # the figures' folder, before any compute
+        from .outputs import check_folder
+        from .plots import default_plot_dir
+
+        what = "--out: figures folder" if out else f"{sc.source}: name: the default figures folder"
+        check_folder(default_plot_dir(out or default_output(sc)), what, create=False)
     progress = Progress(quiet=args.quiet)
     res = run_scenario(sc, out, resume=args.resume, progress=progress)
     figures = []
@@ -136,9 +145,9 @@ def cmd_validate(args) -> int:
             path = _resolve_scenario_path(name)
             if args.variant or args.set:
                 sc = load_scenario(path, args.variant, args.set or ())
-                from .build import build_problem
+                from .preflight import probe_runners
 
-                build_problem(sc)
+                probe_runners(sc)
                 checked = [args.variant or ""]
             else:
                 checked = validate_file(path)
@@ -195,10 +204,11 @@ def cmd_inspect(args) -> int:
     import h5py
     import numpy as np
 
-    from .store import RunFile, read_attrs
+    from ._filecheck import open_run, reading
+    from .store import read_attrs
 
     path = Path(args.file)
-    with RunFile.open(path) as f:
+    with open_run(path) as f, reading(path):
         a = read_attrs(f.h5)
         print(f"{path}")
         v = f" [variant {a['variant']}]" if a.get("variant") else ""
@@ -280,11 +290,12 @@ def cmd_report(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    from ._filecheck import open_run, reading
     from .plots import plot_run
-    from .store import RunFile
 
-    RunFile.open(args.file).close()  # a clear error for a bad file
-    paths = plot_run(args.file, args.out)
+    open_run(args.file).close()  # a clear error for a bad file
+    with reading(args.file):
+        paths = plot_run(args.file, args.out)
     for p in paths:
         _out(str(p), args.quiet)
     return EXIT_OK
@@ -317,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser(
         "run",
         help="run a scenario and write its HDF5 file and figures",
-        description="Run every runner of a scenario on the same seeds, write data/runs/<name>[-<variant>].h5 "
+        description="Run every runner of a scenario on the same seeds, write data/runs/<name>[-<variant>][-<hash>].h5 "
         "and PNG figures next to it (<name>_plots/).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -326,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--variant", help="apply a named variant of the scenario (e.g. quick)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key, e.g. --set training.lr=0.01 (repeatable; VALUE is YAML)")
     r.add_argument("--seeds", type=int, metavar="N", help="number of seeds (same as --set seeds.count=N)")
-    r.add_argument("--out", metavar="FILE", help="output file (default data/runs/<name>[-<variant>].h5)")
+    r.add_argument("--out", metavar="FILE", help="output file (default data/runs/<name>[-<variant>][-<hash of the overrides>].h5)")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run of the same scenario")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress or messages (errors only)")
     r.add_argument("--no-plot", action="store_true", help="do not write the PNG figures")
@@ -408,8 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"sde-bias: error: {e}", file=sys.stderr)
         return EXIT_USER
-    except KeyboardInterrupt:
-        print("sde-bias: interrupted (an interrupted run can be continued with --resume)", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        why = f": {e}" if str(e) else ""
+        print(f"sde-bias: interrupted{why} (an interrupted run can be continued with --resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception:  # noqa: BLE001 - anything else is a bug
         traceback.print_exc()

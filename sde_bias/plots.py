@@ -174,7 +174,9 @@ def plot_run(path, outdir=None) -> list[Path]:
     """Write the standard figures of a run file; returns their paths."""
     run = load_run(path)
     outdir = Path(outdir) if outdir is not None else default_plot_dir(path)
-    outdir.mkdir(parents=True, exist_ok=True)
+    from .outputs import check_folder
+
+    check_folder(outdir, "figures folder")
     names: list[str] = []
     for r in run["runners"].values():
         for n in r["records"]:

@@ -242,11 +242,12 @@ def _decode(v):
 
 def load(path) -> Run:
     """Read one run file (all records in memory)."""
+    from ._filecheck import open_run, reading
     from .scenario import parse_yaml
-    from .store import RunFile, read_records
+    from .store import read_records
 
     path = Path(path)
-    with RunFile.open(path) as f:
+    with open_run(path) as f, reading(path):
         attrs = {k: _decode(v) for k, v in f.h5.attrs.items()}
         try:
             scenario = parse_yaml(attrs.get("scenario_yaml", "") or "{}", f"{path}:scenario_yaml") or {}
@@ -555,8 +556,9 @@ def section_hyperbola(sec: Section, figdir: Path) -> None:
             return float(-np.polyfit(t[ok], np.log(m[ok]), 1)[0])
 
         r = fit(C)
-        boots = [fit(C[rng.integers(0, C.shape[0], C.shape[0])]) for _ in range(200)]
-        se = float(np.nanstd(boots, ddof=1))
+        boots = [fit(C[rng.integers(0, C.shape[0], C.shape[0])]) for _ in range(200)] if C.shape[0] > 1 else []
+        boots = np.asarray(boots, float)[np.isfinite(boots)]
+        se = float(np.std(boots, ddof=1)) if boots.size > 1 else float("nan")  # no spread from one seed
         fits[gname] = (r, se)
         ref = 0.0 if gname == "gd" else rate_theory
         z = (r - ref) / se if se > 0 else float("nan")
@@ -567,7 +569,8 @@ def section_hyperbola(sec: Section, figdir: Path) -> None:
         resid = _hyperbola_residual2(run, g)
         if gname != "gd" and resid is not None and (gname == "sgd" or g.preset == "euler_maruyama"):
             r_disc = lr * (delta**2 + resid)
-            corr = f"{r_disc:.5f} ({(r - r_disc) / r_disc * 100:+.2f} %, z {(r - r_disc) / se if se > 0 else float('nan'):+.1f})"
+            rel = f"{(r - r_disc) / r_disc * 100:+.2f} %" if r_disc else f"{r - r_disc:+.2g}"
+            corr = f"{r_disc:.5f} ({rel}, z {(r - r_disc) / se if se > 0 else float('nan'):+.1f})"
             nums[f"rate_{gname}_discrete_prediction"] = r_disc
         rows.append([gname, f"{r:.6g} ± {se:.1e}", f"{ref:g}", f"{(r - ref) / ref * 100:+.2f} %" if ref else "-",
                      f"{z:+.1f}" if ref else "-", corr])
@@ -644,12 +647,17 @@ def section_hyperbola(sec: Section, figdir: Path) -> None:
         + ", ".join(f"{k.split('/')[-1]} {v[0]:.5g} ± {v[1]:.1g}" for k, v in fits.items() if k.startswith("sde/"))
         + f" vs closed form lr δ² = {rate_theory:g}"
         + (f" (discrete O(lr)-corrected {nums['rate_sgd_discrete_prediction']:.5g})" if "rate_sgd_discrete_prediction" in nums else ""),
-        "sde": ("SDE rate − closed form: " + ", ".join(f"{k.split('/')[-1]} {(v[0] - rate_theory) / rate_theory * 100:+.2f} %"
+        "sde": ("SDE rate − closed form: " + ", ".join(f"{k.split('/')[-1]} {_rel(v[0], rate_theory)}"
                                                   for k, v in fits.items() if k.startswith("sde/"))
-                + f"; SGD {(sgd_fit[0] - rate_theory) / rate_theory * 100:+.2f} %") if sde_fits else "-",
+                + f"; SGD {_rel(sgd_fit[0], rate_theory)}") if sde_fits else "-",
         "gd": f"GD rate {gd_fit[0]:.2g} ± {gd_fit[1]:.1g} (C conserved): the whole drift is the noise's",
     }
     sec.markdown = "\n".join(md)
+
+
+def _rel(x: float, ref: float) -> str:
+    """``x - ref`` in percent of ``ref`` (absolute when ``ref`` is 0: no label noise)."""
+    return f"{(x - ref) / ref * 100:+.2f} %" if ref else f"{x - ref:+.2g} (closed form 0)"
 
 
 def _hyperbola_residual2(run: Run, g: Group) -> float | None:
@@ -1543,6 +1551,11 @@ def main_report(paths: list[str], out_dir: str, notes: str | None = None) -> int
     for p in list(paths) + ([notes] if notes else []):
         if not Path(p).exists():
             raise UserError(f"{p}: no such file")
+        if not Path(p).is_file():
+            raise UserError(f"{p}: not a file")
+    from .outputs import check_folder
+
+    check_folder(Path(out_dir) / "figures", "report --out")
     md, sections = build_report([str(p) for p in paths], out_dir, notes)
     print(f"wrote {md} and {sum(len(s.figures) for s in sections)} figures in {Path(out_dir) / 'figures'}")
     return 0

@@ -30,8 +30,29 @@ DEFAULT_RUN_DIR = Path("data") / "runs"
 
 
 def default_output(sc: Scenario) -> Path:
-    """``data/runs/<name>[-<variant>].h5`` (relative to the working directory)."""
-    return DEFAULT_RUN_DIR / f"{sc.run_label()}.h5"
+    """``data/runs/<name>[-<variant>][-<overrides hash>].h5`` (relative to the working
+    directory): runs of one scenario with different ``--set``/``--seeds`` overrides get
+    different files (the hash: 8 hex digits of the SHA-256 of the parsed overrides, in
+    order); without overrides the name is ``<name>[-<variant>].h5``."""
+    stem = sc.run_label()
+    if sc.overrides:
+        stem += "-" + overrides_digest(sc.overrides)
+    return DEFAULT_RUN_DIR / f"{stem}.h5"
+
+
+def overrides_digest(overrides) -> str:
+    """8 hex digits identifying a list of ``KEY=VALUE`` overrides by their parsed keys and
+    values (``training.lr=0.01`` and ``training.lr=1e-2`` give the same digest)."""
+    import hashlib
+
+    from .scenario import parse_override
+
+    parsed = []
+    for text in overrides:
+        keys, value = parse_override(text)
+        parsed.append([".".join(keys), value])
+    body = json.dumps(parsed, sort_keys=True, default=repr)
+    return hashlib.sha256(body.encode()).hexdigest()[:8]
 
 
 # ---------------------------------------------------------------------------
@@ -241,9 +262,7 @@ def run_scenario(
     ``out`` defaults to :func:`default_output`. The file is written as ``<out>.tmp`` and
     renamed when complete. With ``resume=True`` an interrupted ``<out>.tmp`` of the same
     scenario is continued from its last checkpoint (a complete ``<out>`` is left as is)."""
-    from .build import build_setup, ensure_precision, make_runner
     from .presets import load_presets, resolve_preset
-    from .store import RunFile, environment_attrs, finalize, now_iso, tmp_path_for
 
     t_start = time.perf_counter()
     progress = progress or Progress(quiet=quiet)
@@ -252,7 +271,26 @@ def run_scenario(
     if missing:
         raise UserError(f"no solver preset named {missing[0]!r}; available: {', '.join(sorted(presets))}")
     resolved = [resolve_preset(presets[r], sc.runner_options.get(r)) for r in sc.runners]
+    origin = "--out" if out is not None else f"{sc.source}: name: the default output"
     out = Path(out) if out is not None else default_output(sc)
+    # before any compute: the path can be written, and no other run writes it (lock held
+    # until the result is renamed); a signal stops the run after its next checkpoint
+    from ._signals import StopOnSignal
+    from .outputs import claim_output
+
+    lock = claim_output(out, origin)
+    try:
+        with StopOnSignal() as stop:
+            return _run_locked(sc, out, resolved, resume, progress, t_start, stop)
+    finally:
+        lock.release()
+
+
+def _run_locked(sc, out: Path, resolved, resume: bool, progress: Progress, t_start: float, stop) -> RunResult:
+    """The body of :func:`run_scenario`, with the output's lock held."""
+    from .build import build_setup, ensure_precision, make_runner
+    from .store import RunFile, environment_attrs, finalize, now_iso, tmp_path_for
+
     tmp = tmp_path_for(out)
     yaml_text, digest = to_yaml(sc), scenario_hash(sc)
 
@@ -379,6 +417,9 @@ def run_scenario(
                 f.flush()
                 chunk_index += 1
                 progress.update(done_records * every, chunk_index, num_chunks)
+                if stop.requested:
+                    progress.finish()
+                    stop.check(f"{label}'s checkpoint at step {done_records * every}")
             div = np.asarray(ens.diverged_at)
             nd = int(np.sum(div >= 0))
             g.attrs["complete"] = np.int8(1)
@@ -387,6 +428,7 @@ def run_scenario(
             f.flush()
             progress.finish("" if nd == 0 else f"{nd} of {len(div)} seeds diverged (first at step {int(div[div >= 0].min())})")
 
+        stop.check("every runner completed (the theory stage and the rename are left)")
         hook = _theory_hook()
         if hook is not None:
             hook(sc, setup, f.h5)

@@ -107,13 +107,26 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 def parse_yaml(text: str, source: str = "<string>") -> Any:
     """Parse YAML text (floats like ``1e-3``, duplicate keys rejected); a syntax error
     becomes a :class:`ScenarioError` naming the line."""
+    from ._numbers import MAX_DEPTH, structure_problem, yaml_depth_problem
+
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        deep = yaml_depth_problem(text, _Loader)
+        if deep is not None:
+            raise ScenarioError(source, [(deep[0], f"invalid YAML: {deep[1]}", _NOVALUE)])
+        value = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         what = getattr(e, "problem", None) or str(e)
         raise ScenarioError(source, [(where, f"invalid YAML: {what}", _NOVALUE)]) from None
+    except RecursionError:
+        raise ScenarioError(source, [("", f"invalid YAML: nested more than {MAX_DEPTH} levels deep", _NOVALUE)]) from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise ScenarioError(source, [("", f"invalid YAML: {str(e).splitlines()[0]}", _NOVALUE)]) from None
+    bad = structure_problem(value)
+    if bad is not None:
+        raise ScenarioError(source, [(bad[0], f"invalid YAML: {bad[1]}", _NOVALUE)])
+    return value
 
 
 def read_yaml_file(path) -> Any:
@@ -548,15 +561,15 @@ class Scenario(_Block):
     @property
     def chunk_records(self) -> int:
         """Records per compiled chunk: the scenario's ``chunk_records`` or about 20 equal
-        chunks."""
+        chunks (the smallest divisor of the record count ``n`` from ``ceil(n / 20)``; if that
+        is much larger, e.g. ``n`` prime, ``ceil(n / 20)`` with a shorter last chunk)."""
         total = self.num_records
         if self.training.chunk_records is not None:
             return min(self.training.chunk_records, total)
         target = math.ceil(total / 20)
-        for d in range(target, total + 1):
-            if total % d == 0:
-                return d
-        return total
+        small = [k for k in range(1, math.isqrt(total) + 1) if total % k == 0]  # total may be ~2^31
+        d = min(x for x in small + [total // k for k in small] if x >= target)
+        return d if d <= 4 * target + 16 else target  # else the last chunk is shorter
 
     @property
     def seed_list(self) -> list[int]:
@@ -912,6 +925,7 @@ def _nested_shape(v) -> tuple[int, ...] | None:
 def check_scenario(sc: Scenario, presets: dict | None = None) -> list[tuple[str, str, Any]]:
     """Cross-field checks that the per-key schema cannot express. Returns problems."""
     from . import observables as _obs
+    from ._numbers import MAX_STEPS
 
     problems: list[tuple[str, str, Any]] = []
     add = problems.append
@@ -1022,6 +1036,9 @@ def check_scenario(sc: Scenario, presets: dict | None = None) -> list[tuple[str,
     else:
         if t.horizon is not None:
             k = t.horizon / t.lr
+            if not k <= MAX_STEPS:  # also inf and nan (horizon / lr overflows)
+                add(("training.horizon", f"horizon / lr must be at most 2^31 - 1 = {MAX_STEPS} steps (lr = {t.lr})", t.horizon))
+                return problems
             if abs(k - round(k)) > 1e-6 * max(1.0, k) or round(k) < 1:
                 add(("training.horizon", f"must be a positive whole number of steps times lr = {t.lr}", t.horizon))
         total = sc.total_steps
@@ -1153,15 +1170,26 @@ def scenario_from_dict(
     def annotate(problems):
         return [(p + _origin_note(p, variant_keys, override_keys), msg, val) for p, msg, val in problems]
 
+    from . import _numbers
+
+    if bad := _numbers.nonfinite_problems(raw):
+        raise ScenarioError(label, annotate(bad))
     try:
         sc = Scenario.model_validate(raw)
     except ValidationError as e:
         raise ScenarioError(label, annotate(_errors_from_pydantic(e, Scenario))) from None
     if check:
         problems = check_scenario(sc, presets)
+        problems += _numbers.precision_problems(to_dict(sc), sc.precision)
+        if not problems:
+            problems = _numbers.range_problems(sc)
         if problems:
             raise ScenarioError(label, annotate(problems))
         check_theory(sc, label)
+        from .preflight import theory_problems
+
+        if problems := theory_problems(sc, presets):
+            raise ScenarioError(label, annotate(problems))
     sc._source = str(source)
     sc._variant = variant
     sc._overrides = tuple(overrides) + ((f"seeds.count={seeds}",) if seeds is not None else ())
@@ -1201,9 +1229,9 @@ def validate_file(path, presets: dict | None = None, build: bool = True) -> list
         try:
             sc = scenario_from_dict(raw, str(path), v, (), None, presets)
             if build:
-                from .build import build_problem
+                from .preflight import probe_runners
 
-                build_problem(sc)
+                probe_runners(sc, presets)
         except ScenarioError as e:
             errors.append(e)
     if errors:

@@ -15,7 +15,9 @@ Layout (``SCHEMA_VERSION`` 1)::
         <observable> [seed, time, ...]   e.g. loss, invariants, params, balance.imbalance
         diverged_at [seed] -1 if the seed is fine, else the step at which it diverged
         last_params [seed, param]  parameters after the last completed chunk
-        checkpoint/        what resume needs beyond that (keys, auxiliary state)
+        checkpoint/        what resume needs: slot0/, slot1/ (parameters, keys, auxiliary
+                           state; written alternately) and attrs["state"] = [records_done,
+                           step, slot], the last complete one
         attributes: preset, kind, description, preset_yaml, lr, record_every,
                     total_steps, records_total, records_done, step, complete, num_diverged,
                     status, wall_time_s
@@ -295,15 +297,28 @@ class RunFile:
                 ds.resize(num, axis=1)
 
     def save_state(self, g: h5py.Group, theta, diverged_at, step: int, key, aux_leaves, records_done: int):
-        """The checkpoint of a runner after a completed chunk."""
+        """The checkpoint of a runner after a completed chunk.
+
+        Crash-consistent at every point between library calls: the state is written to the
+        checkpoint slot not in use (``checkpoint/slot0`` or ``slot1``) and flushed, and only
+        then does one attribute, ``checkpoint.attrs["state"] = [records_done, step, slot]``,
+        point to it. A process killed before that resumes from the previous slot, which was
+        not touched (writing ``last_params`` in place instead could reach the disk before
+        ``records_done`` and resume one chunk ahead)."""
+        c = g["checkpoint"]
+        prev = c.attrs.get("state")
+        slot = 1 - int(prev[2]) if prev is not None else 0
+        sg = c.require_group(f"slot{slot}")
+        _put(sg, "theta", np.asarray(theta))
+        _put(sg, "key", np.asarray(key))
+        _put(sg, "diverged_at", np.asarray(diverged_at))
+        for i, leaf in enumerate(aux_leaves):
+            _put(sg, f"aux_{i}", np.asarray(leaf))
+        sg.attrs["num_aux"] = len(aux_leaves)
+        self.h5.flush()
+        c.attrs["state"] = np.array([records_done, step, slot], np.int64)
         g["last_params"][...] = np.asarray(theta)
         g["diverged_at"][...] = np.asarray(diverged_at, np.int64)
-        c = g["checkpoint"]
-        _put(c, "key", np.asarray(key))
-        _put(c, "diverged_at", np.asarray(diverged_at))
-        for i, leaf in enumerate(aux_leaves):
-            _put(c, f"aux_{i}", np.asarray(leaf))
-        c.attrs["num_aux"] = len(aux_leaves)
         g.attrs["step"] = int(step)
         g.attrs["records_done"] = int(records_done)
         div = np.asarray(diverged_at)
@@ -311,7 +326,18 @@ class RunFile:
 
     def load_state(self, g: h5py.Group) -> dict[str, Any]:
         c = g["checkpoint"]
-        return {
+        if "state" in c.attrs:
+            records_done, step, slot = (int(v) for v in c.attrs["state"])
+            sg = c[f"slot{slot}"]
+            return {
+                "theta": sg["theta"][...],
+                "diverged_at": sg["diverged_at"][...],
+                "key": sg["key"][...],
+                "aux": [sg[f"aux_{i}"][...] for i in range(int(sg.attrs.get("num_aux", 0)))],
+                "step": step,
+                "records_done": records_done,
+            }
+        return {  # files written before the checkpoint slots
             "theta": g["last_params"][...],
             "diverged_at": c["diverged_at"][...],
             "key": c["key"][...],

@@ -198,8 +198,15 @@ def run_stationary_check(cfg: StationaryCheckConfig, setup, h5, q_map) -> list[C
     paper = normalise_on_grid(paper_log_density(loss, ldg, T), grid)
     edges = np.linspace(grid[0], grid[-1], cfg.bins + 1)
     dens = lambda p: (lambda x: np.interp(x, grid, p))  # noqa: E731
-    gof_fp = chi2_goodness_of_fit(samples, dens(fp), [edges])
-    gof_paper = chi2_goodness_of_fit(samples, dens(paper), [edges])
+    short = ""
+    try:
+        gof_fp = chi2_goodness_of_fit(samples, dens(fp), [edges])
+        gof_paper = chi2_goodness_of_fit(samples, dens(paper), [edges])
+        p_fp, p_paper, dof = gof_fp.pvalue, gof_paper.pvalue, gof_fp.dof
+    except ValueError as e:  # too few samples in the grid: a fact about the data, not a bug
+        p_fp = p_paper = float("nan")
+        dof = 0
+        short = f"insufficient data: {samples.size} finite samples ({e})"
     grp = _replace(h5.require_group("theory"), "stationary_check")
     for name, arr in {"grid": grid, "fokker_planck_density": fp, "paper_density": paper, "drift": a, "diffusion": D,
                       "geometric_part": np.asarray(coeffs.geometric_part[:, cfg.component]),
@@ -207,16 +214,21 @@ def run_stationary_check(cfg: StationaryCheckConfig, setup, h5, q_map) -> list[C
         grp.create_dataset(name, data=np.asarray(arr, float))
     grp.attrs.update({
         "runner": cfg.runner, "component": cfg.component, "temperature": T,
-        "chi2_pvalue_fokker_planck": gof_fp.pvalue, "chi2_pvalue_paper": gof_paper.pvalue,
-        "chi2_dof": gof_fp.dof, "num_samples": samples.size,
+        "chi2_pvalue_fokker_planck": p_fp, "chi2_pvalue_paper": p_paper,
+        "chi2_dof": dof, "num_samples": samples.size, "chi2_note": short,
     })
     mean_fp = float(np.trapezoid(grid * fp, grid))
     mean_paper = float(np.trapezoid(grid * paper, grid))
-    se = float(samples.std(ddof=1) / np.sqrt(samples.size))
-    return [
-        ComparisonRow(f"stationary mean q[{cfg.component}] vs Fokker-Planck", np.nan, np.nan, float(samples.mean()), se, mean_fp),
-        ComparisonRow(f"stationary mean q[{cfg.component}] vs paper density", np.nan, np.nan, float(samples.mean()), se, mean_paper),
+    n = samples.size
+    mean = float(samples.mean()) if n else np.nan
+    se = float(samples.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+    rows = [
+        ComparisonRow(f"stationary mean q[{cfg.component}] vs Fokker-Planck", np.nan, np.nan, mean, se, mean_fp),
+        ComparisonRow(f"stationary mean q[{cfg.component}] vs paper density", np.nan, np.nan, mean, se, mean_paper),
     ]
+    if short:
+        rows.append(ComparisonRow(f"chi-square q[{cfg.component}]: insufficient data ({n} samples)", *[np.nan] * 5))
+    return rows
 
 
 def run_effective_drift(cfg: EffectiveDriftConfig, setup, h5, q_map) -> None:

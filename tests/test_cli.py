@@ -60,9 +60,12 @@ def test_run_inspect_plot(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = cli.main(["run", str(TINY), "--variant", "quick", "--set", "seeds.count=4", "--quiet"])
     assert code == 0
-    out = tmp_path / "data" / "runs" / "tiny-quick.h5"  # the default output name
+    from sde_bias.run import overrides_digest
+
+    stem = f"tiny-quick-{overrides_digest(['seeds.count=4'])}"  # the default name with overrides
+    out = tmp_path / "data" / "runs" / f"{stem}.h5"
     assert out.exists()
-    figs = sorted(p.name for p in (tmp_path / "data" / "runs" / "tiny-quick_plots").glob("*.png"))
+    figs = sorted(p.name for p in (tmp_path / "data" / "runs" / f"{stem}_plots").glob("*.png"))
     assert figs == ["balance.imbalance.png", "invariants.png", "loss.png", "params.png", "phase_plane.png"]
     capsys.readouterr()
     assert cli.main(["inspect", str(out)]) == 0
