@@ -259,67 +259,93 @@ def _mean_se(x: np.ndarray) -> tuple[float, float]:
     return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else 0.0
 
 
-def balance_check(
-    setup,
-    runners: dict[str, Any],
-    *,
-    rate_factor: float = 1.0,
-    weak_orders: dict[str, tuple[float, str]] | None = None,
-    halving_seeds: int | None = None,
-) -> tuple[list[Comparison], dict[str, dict[str, np.ndarray]]]:
-    """Balance check of every fixed-step runner in ``runners`` (HDF5 group -> stepper).
+class RunnerReplays(NamedTuple):
+    """Everything the balance check of one runner needs: the replay of its own path and,
+    for solvers without an exact discrete identity, replays at ``dt, dt/2, dt/4`` on shared
+    Brownian paths (``levels``; empty otherwise)."""
 
-    Returns the comparison rows (``C_A0(T)`` per runner) and, per runner, arrays for the
-    file: ``time``, ``recorded`` and ``predicted`` seed means of ``C_A0`` at every record,
-    ``continuous_law`` (the prediction without the ``O(dt)`` term) and the per-seed
-    ``residual``. ``rate_factor`` scales the noise term of the theory (1: the balance law;
-    anything else is a deliberately wrong theory, for tests). ``weak_orders`` maps a
-    runner group to the weak order used for its dt-halving estimate and where that order
-    comes from when the halving study cannot fit it (default: 1, the weak order of Heun,
-    Milstein and SRK for non-additive noise). ``halving_seeds`` limits the seeds of the
-    halving study (default: all): it replays the runner's solver at ``dt``, ``dt/2`` and
-    ``dt/4`` on the same Brownian paths."""
+    stepper: Any
+    discrete: bool
+    run: Replay
+    levels: list[Replay]
+    num_steps: int
+
+
+def balance_replays(setup, runners: dict[str, Any], *, halving_seeds: int | None = None) -> dict[str, RunnerReplays]:
+    """Replay every fixed-step runner in ``runners`` (HDF5 group -> stepper) through
+    :class:`BalanceTracker`, with the halving study of those that need one (on the first
+    ``halving_seeds`` seeds; default all). ``{}`` when the model has no symmetric generator."""
     from .refine import refined
     from .symmetry import symmetric_generators
 
     sc = setup.scenario
     A = jnp.asarray(symmetric_generators(setup.problem.model, setup.theta0[0]), setup.dtype)
-    rows: list[Comparison] = []
-    arrays: dict[str, dict[str, np.ndarray]] = {}
     if A.shape[0] == 0:
-        return rows, arrays
+        return {}
     n_steps, every = sc.total_steps, sc.training.record_every
+    out = {}
     for group, stepper in runners.items():
         discrete = uses_discrete_identity(stepper)
-        rep = replay(stepper, A, setup, num_steps=n_steps, record_every=every)
+        run = replay(stepper, A, setup, num_steps=n_steps, record_every=every)
+        levels = []
+        if not discrete:
+            S = setup.num_seeds if halving_seeds is None else min(halving_seeds, setup.num_seeds)
+            st = stepper.stepper if hasattr(stepper, "stepper") else stepper
+            levels = [
+                replay(refined(st, lvl, 4), A, setup, num_steps=n_steps, record_every=every,
+                       theta0=setup.theta0[:S], keys=setup.run_keys[:S])
+                for lvl in (1, 2, 4)
+            ]
+        out[group] = RunnerReplays(stepper, discrete, run, levels, n_steps * stepper.substeps)
+    return out
+
+
+def balance_rows(
+    replays: dict[str, RunnerReplays],
+    *,
+    rate_factor: float = 1.0,
+    weak_orders: dict[str, tuple[float, str]] | None = None,
+) -> tuple[list[Comparison], dict[str, dict[str, np.ndarray]]]:
+    """The comparison rows (``C_A0(T)`` per runner) of :func:`balance_replays` and, per
+    runner, arrays for the file: ``time``, ``recorded`` and ``predicted`` seed means of
+    ``C_A0`` at the checkpoints, ``continuous_law`` (the prediction without the ``O(dt)``
+    term) and the per-seed ``residual``. ``rate_factor`` scales the noise term of the
+    theory (1: the balance law; anything else is a deliberately wrong theory, for tests).
+    ``weak_orders`` maps a runner group to the weak order used for its dt-halving estimate
+    when the three levels cannot fit one, and where that order comes from (default: 1,
+    the weak order of Heun, Milstein and SRK for non-additive noise)."""
+    rows: list[Comparison] = []
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    for group, rr in replays.items():
+        rep, discrete = rr.run, rr.discrete
         res = _residual(rep, discrete, rate_factor)
         diff, se = _mean_se(res)
-        se = max(se, _rounding(rep, n_steps * stepper.substeps, setup.dtype))
+        se = max(se, _rounding(rep, rr.num_steps, rep.C.dtype))
         value = float(np.nanmean(rep.C[:, -1, 0]))
         arrays[group] = {
             "time": rep.time, "recorded": np.nanmean(rep.C[..., 0], axis=0),
             "predicted": np.nanmean(prediction(rep, discrete, rate_factor)[..., 0], axis=0),
             "continuous_law": np.nanmean(prediction(rep, False, rate_factor)[..., 0], axis=0), "residual": res,
         }
-        is_gd = not hasattr(stepper, "sde") and getattr(stepper, "full_batch", False)
+        is_gd = not hasattr(rr.stepper, "sde") and getattr(rr.stepper, "full_batch", False)
         if discrete:
             src = "exact discrete identity" + (" (no noise)" if is_gd else "")
             disc, disc_se = 0.0, 0.0
         else:
-            S = setup.num_seeds if halving_seeds is None else min(halving_seeds, setup.num_seeds)
-            st = stepper.stepper if hasattr(stepper, "stepper") else stepper
-            r = [
-                _residual(replay(refined(st, lvl, 4), A, setup, num_steps=n_steps, record_every=every,
-                                 theta0=setup.theta0[:S], keys=setup.run_keys[:S]), False, rate_factor)
-                for lvl in (1, 2, 4)
-            ]
             known, known_src = (weak_orders or {}).get(group, (1.0, "weak order 1"))
-            disc, disc_se, src = _halving(r, known, known_src)
+            disc, disc_se, src = _halving([_residual(r, False, rate_factor) for r in rr.levels], known, known_src)
         rows.append(Comparison(GROUP, "C_A0(T)", group, value, se, value - diff, disc, disc_se, src))
     return rows, arrays
 
 
+def balance_check(setup, runners: dict[str, Any], *, rate_factor: float = 1.0, weak_orders=None, halving_seeds=None):
+    """:func:`balance_replays` then :func:`balance_rows`."""
+    return balance_rows(balance_replays(setup, runners, halving_seeds=halving_seeds), rate_factor=rate_factor,
+                        weak_orders=weak_orders)
+
+
 __all__ = [
     "quadratic", "step_increment", "sgd_step_increment", "expected_increment", "uses_discrete_identity",
-    "step_moments", "BalanceTracker", "Replay", "replay", "prediction", "balance_check",
+    "step_moments", "BalanceTracker", "Replay", "replay", "prediction", "RunnerReplays", "balance_replays",
+    "balance_rows", "balance_check",
 ]

@@ -27,7 +27,8 @@ Keys of the scenario block (all optional)::
       closed_form: {balance/imbalance: balance_law}  # E[X(t) | theta_0], see CLOSED_FORMS
       strong: false                     # strong errors of the parameters
       order: null                       # weak order for Richardson (default: the solver's known one)
-      terms: 1                          # Richardson terms (levels used: terms + 1 finest)
+      terms: null                       # Richardson terms h^p, h^(p+1), ... removed (levels used:
+                                        # terms + 1 finest); default 2 (1 with two levels)
       sgd: {lrs: [0.01, 0.02, 0.04], solver: euler_maruyama, refine: [1, 2]}   # null: no SGD gap
       in_run: false                     # also run it inside `sde-bias run` (the verdicts use it)
 
@@ -66,7 +67,7 @@ class ConvergenceConfig(_Block):
     closed_form: dict[str, Literal["balance_law"]] = Field(default_factory=dict)
     strong: bool = False
     order: float | None = Field(None, gt=0)
-    terms: int = Field(1, ge=1)
+    terms: int | None = Field(None, ge=1)
     sgd: SGDGapConfig | None = SGDGapConfig()
     in_run: bool = False
 
@@ -90,6 +91,8 @@ def parse_convergence(block: dict | None, source: str = "<scenario>", overrides:
     except ValidationError as e:
         problems = [("convergence." + ".".join(str(p) for p in err["loc"]), err["msg"], err.get("input")) for err in e.errors()]
         raise ScenarioError(source, problems) from None
+    if cfg.terms is None:
+        cfg = cfg.model_copy(update={"terms": min(2, len(cfg.refine) - 1)})
     if cfg.terms + 1 > len(cfg.refine):
         raise ScenarioError(source, [("convergence.terms", f"needs {cfg.terms + 1} refinements", cfg.terms)])
     return cfg

@@ -22,6 +22,14 @@ def _slopes(ax, x, y, orders, style=(":", "--", "-.")):
         ax.plot(xs, y[i] * (xs / x[i]) ** o, ls, color="0.5", lw=1, label=f"slope {o:g}")
 
 
+def _loglog(ax):
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _err(ax, x, y, se, label, marker):
     y, se = np.abs(np.asarray(y)), np.asarray(se)
     ax.errorbar(x, y, yerr=2 * se, fmt=marker + "-", ms=4, capsize=2, label=label)
@@ -62,8 +70,7 @@ def plot_convergence(path, outdir=None) -> list[Path]:
                     _err(ax, dt, w["error"][-1], w["error_se"][-1], f"{s}: {order:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]", marker)
                     ref = w.attrs["reference_kind"]
                 _slopes(ax, dt, np.abs(root[solvers[0]]["weak"][key]["error"][-1]) if key in root[solvers[0]].get("weak", {}) else np.abs(w["error"][-1]), (1, 2))
-                ax.set_xscale("log")
-                ax.set_yscale("log")
+                _loglog(ax)
                 ax.set_xlabel("dt")
                 ax.set_ylabel(f"|weak error| vs {ref.split(' (')[0]}")
                 ax.set_title(key, fontsize=9)
@@ -84,8 +91,7 @@ def plot_convergence(path, outdir=None) -> list[Path]:
                      f"{s}: {g['order'][-1]:.2f} [{g['order_ci'][-1][0]:.2f}, {g['order_ci'][-1][1]:.2f}]", marker)
             g = root[strong[0]]["strong"]
             _slopes(ax, g["dt"][...], np.abs(g["error"][-1]), (0.5, 1))
-            ax.set_xscale("log")
-            ax.set_yscale("log")
+            _loglog(ax)
             ax.set_xlabel("dt")
             ax.set_ylabel("E |theta_dt - theta_finest|")
             ax.legend(fontsize=7)
@@ -104,8 +110,7 @@ def plot_convergence(path, outdir=None) -> list[Path]:
                 _err(ax, lr, w["gap"][...], w["gap_se"][...], f"{k}: {w.attrs['order']:.2f} [{w.attrs['order_ci'][0]:.2f}, {w.attrs['order_ci'][1]:.2f}]", marker)
             if keys:
                 _slopes(ax, lr, np.abs(g[keys[0]]["gap"][...]), (1, 2))
-            ax.set_xscale("log")
-            ax.set_yscale("log")
+            _loglog(ax)
             ax.set_xlabel("lr")
             ax.set_ylabel(f"|E SGD - E SDE(dt -> 0)| ({g.attrs['solver']})")
             ax.legend(fontsize=6)
