@@ -270,7 +270,7 @@ def cmd_inspect(args) -> int:
         if comp is not None and "table" in comp.attrs:
             table = comp.attrs["table"]
             table = table.decode() if isinstance(table, bytes) else str(table)
-            print("\n  comparisons (SGD vs SDE vs theory):")
+            print("\n  comparisons (each runner against the theory; disc. error = estimated discretisation error of the runner):")
             print("\n".join("    " + line for line in table.splitlines()))
         conv = f.h5.get("convergence")
         if conv is not None and "summary" in conv.attrs:
