@@ -322,10 +322,16 @@ def balance_rows(
         diff, se = _mean_se(res)
         se = max(se, _rounding(rep, rr.num_steps, rep.C.dtype))
         value = float(np.nanmean(rep.C[:, -1, 0]))
+        own = rep.C[..., 0] - prediction(rep, discrete, rate_factor)[..., 0]
+        cont = rep.C[..., 0] - prediction(rep, False, rate_factor)[..., 0]
+        n_ok = max(int(np.isfinite(res).sum()), 1)
         arrays[group] = {
             "time": rep.time, "recorded": np.nanmean(rep.C[..., 0], axis=0),
-            "predicted": np.nanmean(prediction(rep, discrete, rate_factor)[..., 0], axis=0),
-            "continuous_law": np.nanmean(prediction(rep, False, rate_factor)[..., 0], axis=0), "residual": res,
+            "predicted": np.nanmean(rep.C[..., 0] - own, axis=0),
+            "continuous_law": np.nanmean(rep.C[..., 0] - cont, axis=0), "residual": res,
+            "residual_mean": np.nanmean(own, axis=0), "residual_se": np.nanstd(own, axis=0, ddof=1) / math.sqrt(n_ok),
+            "continuous_residual_mean": np.nanmean(cont, axis=0),
+            "continuous_residual_se": np.nanstd(cont, axis=0, ddof=1) / math.sqrt(n_ok),
         }
         is_gd = not hasattr(rr.stepper, "sde") and getattr(rr.stepper, "full_batch", False)
         if discrete:
