@@ -12,6 +12,11 @@ to its module):
 - theory: ``sde_bias.symmetry``, ``sde_bias.quotient``, ``sde_bias.discovery``,
   ``sde_bias.fokker_planck``, ``sde_bias.compare`` (the last two import scipy, so they
   are not imported here);
+- comparisons: the exact one-step balance identity (:func:`step_increment`,
+  :func:`expected_increment`, :func:`balance_check`), verdicts (:class:`Comparison`,
+  :func:`verdict`), step-size studies on shared Brownian paths (:func:`refined`,
+  :func:`weak_study`, :func:`strong_study`, :func:`fit_order`, :func:`richardson`;
+  ``sde_bias.converge_run`` for the ``sde-bias converge`` command);
 - the front door: :func:`load_scenario`, :func:`run_scenario` (and the ``sde-bias`` CLI).
 """
 
@@ -52,6 +57,22 @@ from .symmetry import (  # noqa: E402
     balance_rate as balance_rate,
 )
 from .discovery import discover_symmetries as discover_symmetries  # noqa: E402
+
+# Comparisons that separate discretisation error from disagreement (docs/comparisons.md).
+from .balance import (  # noqa: E402
+    balance_check as balance_check,
+    expected_increment as expected_increment,
+    sgd_step_increment as sgd_step_increment,
+    step_increment as step_increment,
+)
+from .verdict import Comparison as Comparison, verdict as verdict  # noqa: E402
+from .convergence import (  # noqa: E402
+    fit_order as fit_order,
+    richardson as richardson,
+    strong_study as strong_study,
+    weak_study as weak_study,
+)
+from .refine import KNOWN_ORDERS as KNOWN_ORDERS, RefinedStepper as RefinedStepper, refined as refined  # noqa: E402
 
 # The front door: scenario files, runs, HDF5 output (docs/scenarios.md).
 from .scenario import (  # noqa: E402,F401

@@ -29,7 +29,7 @@ Keys of the scenario block (all optional)::
       order: null                       # weak order for Richardson (default: the solver's known one)
       terms: null                       # Richardson terms h^p, h^(p+1), ... removed (levels used:
                                         # terms + 1 finest); default 2 (1 with two levels)
-      sgd: {lrs: [0.01, 0.02, 0.04], solver: euler_maruyama, refine: [1, 2]}   # null: no SGD gap
+      sgd: {lrs: [0.01, 0.02, 0.04], solver: euler_maruyama, refine: [1, 2]}   # false: no SGD gap
       in_run: false                     # also run it inside `sde-bias run` (the verdicts use it)
 
 Results go to ``/convergence`` of an HDF5 file (:func:`write_study`; layout in
@@ -68,7 +68,7 @@ class ConvergenceConfig(_Block):
     strong: bool = False
     order: float | None = Field(None, gt=0)
     terms: int | None = Field(None, ge=1)
-    sgd: SGDGapConfig | None = SGDGapConfig()
+    sgd: SGDGapConfig | bool | None = True
     in_run: bool = False
 
     @field_validator("refine")
@@ -93,6 +93,8 @@ def parse_convergence(block: dict | None, source: str = "<scenario>", overrides:
         raise ScenarioError(source, problems) from None
     if cfg.terms is None:
         cfg = cfg.model_copy(update={"terms": min(2, len(cfg.refine) - 1)})
+    if isinstance(cfg.sgd, bool) or cfg.sgd is None:
+        cfg = cfg.model_copy(update={"sgd": SGDGapConfig() if cfg.sgd else None})
     if cfg.terms + 1 > len(cfg.refine):
         raise ScenarioError(source, [("convergence.terms", f"needs {cfg.terms + 1} refinements", cfg.terms)])
     return cfg
@@ -212,8 +214,7 @@ def run_study(sc, cfg: ConvergenceConfig, *, log: Callable[[str], None] = lambda
     """Run the study of ``cfg`` on scenario ``sc``; returns everything :func:`write_study`
     stores (numpy arrays and plain values)."""
     from .build import build_setup, ensure_precision
-    from .convergence import contributions, fit_order, richardson, strong_study, weak_study
-    from .integrate import run_ensemble
+    from .convergence import contributions, fit_order, strong_study, weak_study
     from .refine import known_orders, noise_class, run_levels
 
     source = sc.source

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -10,7 +10,7 @@ def test_converge_writes_the_study(tmp_path, capsys):
     out = tmp_path / "c.h5"
     rc = cli.main([
         "converge", "scenarios/hyperbola.yaml", "--variant", "quick", "--solvers", "euler_maruyama",
-        "--refine", "1,2,4", "--paths", "16", "--steps", "40", "--strong", "--set", "convergence.sgd=null",
+        "--refine", "1,2,4", "--paths", "16", "--steps", "40", "--strong", "--set", "convergence.sgd=false",
         "--out", str(out), "--no-plot",
     ])
     assert rc == 0
