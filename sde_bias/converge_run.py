@@ -89,7 +89,8 @@ def parse_convergence(block: dict | None, source: str = "<scenario>", overrides:
     try:
         cfg = ConvergenceConfig.model_validate(raw)
     except ValidationError as e:
-        problems = [("convergence." + ".".join(str(p) for p in err["loc"]), err["msg"], err.get("input")) for err in e.errors()]
+        problems = [("convergence." + ".".join(str(p) for p in err["loc"]), err["msg"].removeprefix("Value error, "),
+                     err.get("input")) for err in e.errors()]
         raise ScenarioError(source, problems) from None
     if cfg.terms is None:
         cfg = cfg.model_copy(update={"terms": min(2, len(cfg.refine) - 1)})
@@ -154,7 +155,7 @@ def _series_names(records0: dict[str, Any], wanted: list[str] | None) -> list[tu
     for w in wanted:
         hit = [a for a in avail if a[0] == w or a[1] == w]
         if not hit:
-            raise UserError(f"observable {w!r} is not available here; available: {', '.join(a[0] for a in avail)}")
+            raise UserError(f"convergence.observables: {w!r} is not recorded by the study; available: {', '.join(a[0] for a in avail)}")
         out += [h for h in hit if h not in out]
     return out
 
@@ -230,7 +231,7 @@ def run_study(sc, cfg: ConvergenceConfig, *, log: Callable[[str], None] = lambda
     try:
         observe = make_observer(setup.problem, obs_names)
     except ValueError as e:
-        raise UserError(str(e)) from None
+        raise ScenarioError(source, [("convergence.observables", str(e), cfg.observables)]) from None
     kw = dict(num_steps=steps, record_every=every, data_batched=setup.data_batched,
               divergence_threshold=float(sc.training.divergence_threshold))
     rec_idx = [i for i in tidx]
