@@ -98,21 +98,21 @@ def _g(x: float, width: int, prec: int = 5) -> str:
 
 
 def format_table(rows: Sequence[Comparison], title: str = "") -> str:
-    """Fixed-width table: one row per (quantity, runner) with the verdict."""
+    """Fixed-width table: one row per (quantity, runner) with the verdict; the source of the
+    discretisation estimate comes last, untruncated."""
     head = (f"{'check':<15}{'quantity':<30}{'runner':<20}{'value':>12} {'± SE':<9}{'theory':>12}"
-            f"{'rel.err':>9}{'z':>8}  {'disc. error (source)':<44}verdict")
+            f"{'rel.err':>9}{'z':>8}  {'disc. error':<22}{'verdict':<17}source of the disc. error")
     lines = ([title] if title else []) + [head, "-" * len(head)]
     for r in rows:
-        if math.isfinite(r.disc_error):
-            disc = f"{r.disc_error:.3g} ± {r.disc_se:.2g} ({r.disc_source})"
-        else:
-            disc = f"({r.disc_source})"
+        disc = f"{r.disc_error:.3g} ± {r.disc_se:.2g}" if math.isfinite(r.disc_error) else "-"
         z = f"{r.z:>8.2f}" if math.isfinite(r.z) else f"{r.z:>8}"
+        v = r.verdict + ("" if r.exact else "*")
         lines.append(
             f"{r.group[:14]:<15}{r.quantity[:29]:<30}{r.runner[:19]:<20}{_g(r.value, 12)} ±{r.se:<8.2g}"
-            f"{_g(r.theory, 12)}{_g(r.rel_error, 9, 2)}{z}  {disc[:43]:<44}{r.verdict}"
-            + ("" if r.exact else " (approximate theory)")
+            f"{_g(r.theory, 12)}{_g(r.rel_error, 9, 2)}{z}  {disc:<22}{v:<17}{r.disc_source}"
         )
+    if not all(r.exact for r in rows):
+        lines.append("* against an approximate theory: the verdict is information about the approximation")
     return "\n".join(lines)
 
 
