@@ -43,7 +43,8 @@ solver's known weak order is used when the differences are too noisy to fit one)
 **The check** (:func:`balance_check`) replays every fixed-step runner of a run with the
 same keys (the same path, step for step) through :class:`BalanceTracker`, which adds up
 the predicted increments at every step, and compares ``C_A(T)`` with ``C_A(0)`` plus that
-sum (``A`` is the first symmetric generator). The residual of each seed is a sum of martingale increments (mean zero), so its
+sum, for every symmetric generator ``A`` of the model (``C_A0``, ``C_A1``, ...). The
+residual of each seed is a sum of martingale increments (mean zero), so its
 spread over seeds is the standard error; nothing is integrated on the coarse record grid.
 """
 
@@ -245,9 +246,10 @@ def _residual(rep: Replay, discrete: bool, rate_factor: float, component: int = 
     return (rep.C - prediction(rep, discrete, rate_factor))[:, -1, component]
 
 
-def _rounding(rep: Replay, num_steps: int, dtype) -> float:
+def _rounding(rep: Replay, num_steps: int, dtype, component: int = 0) -> float:
     """Floating-point floor of the residual's standard error: one rounding of ``C`` per step."""
-    scale = float(np.nanmax(np.abs(rep.C))) if np.isfinite(rep.C).any() else 0.0
+    C = rep.C[..., component]
+    scale = float(np.nanmax(np.abs(C))) if np.isfinite(C).any() else 0.0
     return float(np.finfo(dtype).eps) * scale * num_steps
 
 
@@ -305,41 +307,42 @@ def balance_rows(
     rate_factor: float = 1.0,
     weak_orders: dict[str, tuple[float, str]] | None = None,
 ) -> tuple[list[Comparison], dict[str, dict[str, np.ndarray]]]:
-    """The comparison rows (``C_A0(T)`` per runner) of :func:`balance_replays` and, per
-    runner, arrays for the file: ``time``, ``recorded`` and ``predicted`` seed means of
-    ``C_A0`` at the checkpoints, ``continuous_law`` (the prediction without the ``O(dt)``
-    term) and the per-seed ``residual``. ``rate_factor`` scales the noise term of the
-    theory (1: the balance law; anything else is a deliberately wrong theory, for tests).
-    ``weak_orders`` maps a runner group to the weak order used for its dt-halving estimate
-    when the three levels cannot fit one, and where that order comes from (default: 1,
-    the weak order of Heun, Milstein and SRK for non-additive noise)."""
+    """The comparison rows of :func:`balance_replays` (``C_Aa(T)`` per runner and symmetric
+    generator ``a``) and, per runner, arrays for the file: ``time`` [K]; ``recorded`` and
+    ``predicted`` seed means of ``C_A`` at the checkpoints [K, a]; ``continuous_law`` (the
+    prediction without the ``O(dt)`` term); ``residual_mean`` / ``residual_se`` (recorded minus
+    predicted) and the same against the continuous law [K, a]; the per-seed ``residual`` at
+    the last time [S, a]. ``rate_factor`` scales the noise term of the theory (1: the balance
+    law; anything else is a deliberately wrong theory, for tests). ``weak_orders`` maps a
+    runner group to the weak order used for its dt-halving estimate when the three levels
+    cannot fit one, and where that order comes from (default: 1, the weak order of Heun,
+    Milstein and SRK for non-additive noise)."""
     rows: list[Comparison] = []
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for group, rr in replays.items():
         rep, discrete = rr.run, rr.discrete
-        res = _residual(rep, discrete, rate_factor)
-        diff, se = _mean_se(res)
-        se = max(se, _rounding(rep, rr.num_steps, rep.C.dtype))
-        value = float(np.nanmean(rep.C[:, -1, 0]))
-        own = rep.C[..., 0] - prediction(rep, discrete, rate_factor)[..., 0]
-        cont = rep.C[..., 0] - prediction(rep, False, rate_factor)[..., 0]
-        n_ok = max(int(np.isfinite(res).sum()), 1)
+        own = rep.C - prediction(rep, discrete, rate_factor)  # [S, K, a]
+        cont = rep.C - prediction(rep, False, rate_factor)
+        n_ok = max(int(np.isfinite(own[:, -1, 0]).sum()), 1)
         arrays[group] = {
-            "time": rep.time, "recorded": np.nanmean(rep.C[..., 0], axis=0),
-            "predicted": np.nanmean(rep.C[..., 0] - own, axis=0),
-            "continuous_law": np.nanmean(rep.C[..., 0] - cont, axis=0), "residual": res,
+            "time": rep.time, "recorded": np.nanmean(rep.C, axis=0), "predicted": np.nanmean(rep.C - own, axis=0),
+            "continuous_law": np.nanmean(rep.C - cont, axis=0), "residual": own[:, -1],
             "residual_mean": np.nanmean(own, axis=0), "residual_se": np.nanstd(own, axis=0, ddof=1) / math.sqrt(n_ok),
             "continuous_residual_mean": np.nanmean(cont, axis=0),
             "continuous_residual_se": np.nanstd(cont, axis=0, ddof=1) / math.sqrt(n_ok),
         }
         is_gd = not hasattr(rr.stepper, "sde") and getattr(rr.stepper, "full_batch", False)
-        if discrete:
-            src = "exact discrete identity" + (" (no noise)" if is_gd else "")
-            disc, disc_se = 0.0, 0.0
-        else:
-            known, known_src = (weak_orders or {}).get(group, (1.0, "weak order 1"))
-            disc, disc_se, src = _halving([_residual(r, False, rate_factor) for r in rr.levels], known, known_src)
-        rows.append(Comparison(GROUP, "C_A0(T)", group, value, se, value - diff, disc, disc_se, src))
+        for a in range(rep.C.shape[-1]):
+            diff, se = _mean_se(own[:, -1, a])
+            se = max(se, _rounding(rep, rr.num_steps, rep.C.dtype, a))
+            value = float(np.nanmean(rep.C[:, -1, a]))
+            if discrete:
+                src = "exact discrete identity" + (" (no noise)" if is_gd else "")
+                disc, disc_se = 0.0, 0.0
+            else:
+                known, known_src = (weak_orders or {}).get(group, (1.0, "weak order 1"))
+                disc, disc_se, src = _halving([_residual(r, False, rate_factor, a) for r in rr.levels], known, known_src)
+            rows.append(Comparison(GROUP, f"C_A{a}(T)", group, value, se, value - diff, disc, disc_se, src))
     return rows, arrays
 
 

@@ -30,25 +30,26 @@ def plot_balance_check(path, out: Path) -> Path | None:
         if "comparisons/runner" in f:
             c = f["comparisons"]
             dec = lambda a: [x.decode() if isinstance(x, bytes) else str(x) for x in a[...]]  # noqa: E731
-            for i, (grp, run) in enumerate(zip(dec(c["group"]), dec(c["runner"]))):
-                if grp == "balance law":
+            for i, (grp, run, q) in enumerate(zip(dec(c["group"]), dec(c["runner"]), dec(c["quantity"]))):
+                if grp == "balance law" and q == "C_A0(T)":
                     rows[run.replace("/", ".")] = (dec(c["verdict"])[i], float(c["disc_error"][i]), float(c["disc_se"][i]))
         fig, axes = _figure(ncols=2, w=10.0, h=4.2)
         ax, bx = axes[0, 0], axes[0, 1]
         for name, col in zip(names, _colors(len(names))):
             d = g[name]
-            t, rec = d["time"][...], d["recorded"][...]
+            first = lambda k: d[k][...] if d[k].ndim == 1 else d[k][:, 0]  # noqa: E731  (C_A0)
+            t, rec = d["time"][...], first("recorded")
             verdict = rows.get(name, ("", np.nan, np.nan))
             label = name.replace("sde.", "") + (f": {verdict[0]}" if verdict[0] else "")
             ax.plot(t, rec, "o", ms=3, color=col, label=label)
-            ax.plot(t, d["predicted"][...], "-", lw=1.2, color=col)
-            ax.plot(t, d["continuous_law"][...], ":", lw=1.0, color=col)
+            ax.plot(t, first("predicted"), "-", lw=1.2, color=col)
+            ax.plot(t, first("continuous_law"), ":", lw=1.0, color=col)
             if "residual_mean" in d:
                 scale = np.abs(rec)
-                r, se = d["residual_mean"][...] / scale, d["residual_se"][...] / scale
+                r, se = first("residual_mean") / scale, first("residual_se") / scale
                 bx.plot(t, r, "-", color=col, lw=1.2, label=label)
                 bx.fill_between(t, r - 2 * se, r + 2 * se, color=col, alpha=0.2, lw=0)
-                bx.plot(t, d["continuous_residual_mean"][...] / scale, ":", color=col, lw=1.0)
+                bx.plot(t, first("continuous_residual_mean") / scale, ":", color=col, lw=1.0)
                 if np.isfinite(verdict[1]) and verdict[1] != 0:
                     bx.errorbar([t[-1]], [verdict[1] / scale[-1]], yerr=[2 * verdict[2] / scale[-1]], fmt="s", ms=4,
                                 color=col, capsize=2)

@@ -375,7 +375,7 @@ def run_balance_check(setup, h5) -> list[Comparison]:
     out = _replace(h5.require_group("theory"), "balance_check")
     out.attrs["skipped"] = ", ".join(skipped)
     out.attrs["method"] = (
-        "C_A0(T) against C_A0(0) + the expected one-step increments summed along a replay of the runner's own path "
+        "C_A(T) against C_A(0) + the expected one-step increments summed along a replay of the runner's own path "
         "(discrete runners and Euler-Maruyama: the exact discrete identity; other solvers: the continuous law, "
         "with a dt-halving estimate of its O(dt) error)"
     )
