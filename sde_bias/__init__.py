@@ -12,6 +12,11 @@ to its module):
 - theory: ``sde_bias.symmetry``, ``sde_bias.quotient``, ``sde_bias.discovery``,
   ``sde_bias.fokker_planck``, ``sde_bias.compare`` (the last two import scipy, so they
   are not imported here);
+- comparisons: the exact one-step balance identity (:func:`step_increment`,
+  :func:`expected_increment`, :func:`balance_check`), verdicts (:class:`Comparison`,
+  :func:`verdict`), step-size studies on shared Brownian paths (:func:`refined`,
+  :func:`weak_study`, :func:`strong_study`, :func:`fit_order`, :func:`richardson`;
+  ``sde_bias.converge_run`` for the ``sde-bias converge`` command);
 - the front door: :func:`load_scenario`, :func:`run_scenario` (and the ``sde-bias`` CLI).
 """
 
@@ -34,7 +39,7 @@ def _load_api() -> None:
     g = globals()
     for name, value in vars(api).items():
         if not name.startswith("_"):
-            g.setdefault(name, value)
+            g[name] = value  # as an eager import would (a function may share a submodule's name)
 
 
 def __getattr__(name: str):

@@ -41,6 +41,22 @@ from .symmetry import (
 )
 from .discovery import discover_symmetries as discover_symmetries
 
+# Comparisons that separate discretisation error from disagreement (docs/comparisons.md).
+from .balance import (
+    balance_check as balance_check,
+    expected_increment as expected_increment,
+    sgd_step_increment as sgd_step_increment,
+    step_increment as step_increment,
+)
+from .verdict import Comparison as Comparison  # the rule itself: sde_bias.verdict.verdict
+from .convergence import (
+    fit_order as fit_order,
+    richardson as richardson,
+    strong_study as strong_study,
+    weak_study as weak_study,
+)
+from .refine import KNOWN_ORDERS as KNOWN_ORDERS, RefinedStepper as RefinedStepper, refined as refined
+
 # The front door: scenario files, runs, HDF5 output (docs/scenarios.md).
 from .scenario import (  # noqa: F401
     Scenario as Scenario,

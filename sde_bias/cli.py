@@ -6,6 +6,7 @@
     sde-bias inspect FILE
     sde-bias plot FILE [--out DIR]
     sde-bias report FILE... [--out DIR] [--notes FILE]
+    sde-bias converge SCENARIO [--variant V] [--solvers A,B] [--refine 1,2,4,8] [--observables X,Y] [--strong] [--out FILE]
 
 Exit codes: 0 ok; 1 internal error (a bug: the traceback is printed); 2 user error
 (invalid scenario, bad option, unreadable or damaged file, an output that cannot be
@@ -126,6 +127,10 @@ def cmd_run(args) -> int:
         + (f"; figures in {figures[0].parent}" if figures else ""),
         args.quiet,
     )
+    from .verdict import read_summary
+
+    for line in read_summary(res.path):
+        _out(line, args.quiet)
     if res.any_diverged:
         for g, lst in res.diverged.items():
             if lst:
@@ -275,11 +280,43 @@ def cmd_inspect(args) -> int:
         if comp is not None and "table" in comp.attrs:
             table = comp.attrs["table"]
             table = table.decode() if isinstance(table, bytes) else str(table)
-            print("\n  comparisons (SGD vs SDE vs theory):")
+            print("\n  comparisons (each runner against the theory; disc. error = estimated discretisation error of the runner):")
             print("\n".join("    " + line for line in table.splitlines()))
+        conv = f.h5.get("convergence")
+        if conv is not None and "summary" in conv.attrs:
+            text = conv.attrs["summary"]
+            print("\n" + "\n".join("  " + line for line in (text.decode() if isinstance(text, bytes) else str(text)).splitlines()))
         extra = [k for k in f.h5.keys() if k not in {r.split('/')[0] for r in runners}]
         if extra:
             print(f"\n  other groups: {', '.join(extra)}")
+    return EXIT_OK
+
+
+def _csv(text: str | None, cast=str, option: str = ""):
+    if text is None:
+        return None
+    try:
+        return [cast(x.strip()) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{option} {text!r}: expected a comma-separated list of {cast.__name__}s") from None
+
+
+def cmd_converge(args) -> int:
+    from .converge_run import converge, summary_lines
+
+    sc, path = _load_for_run(args)
+    overrides = {
+        "solvers": _csv(args.solvers, str, "--solvers"),
+        "refine": _csv(args.refine, int, "--refine"),
+        "observables": _csv(args.observables, str, "--observables"),
+        "paths": args.paths,
+        "steps": args.steps,
+        "strong": True if args.strong else None,
+    }
+    out, result, figures = converge(sc, overrides, args.out, log=lambda m: _out(m, args.quiet), plots=not args.no_plot)
+    for line in summary_lines(result):
+        _out(line, args.quiet)
+    _out(f"wrote {out}" + (f"; figures in {figures[0].parent}" if figures else ""), args.quiet)
     return EXIT_OK
 
 
@@ -379,6 +416,31 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", metavar="DIR", default="data/report", help="output folder (default data/report)")
     rp.add_argument("--notes", metavar="FILE", help="markdown inserted after the summary (e.g. docs/experiments_notes.md)")
     rp.set_defaults(func=cmd_report)
+
+    cv = sub.add_parser(
+        "converge",
+        help="step-size study: weak/strong errors and orders of the SDE solvers, SGD vs the extrapolated SDE",
+        description="Run each SDE solver at dt = lr / m for the refinements m on the same Brownian paths; fit weak "
+        "and strong orders with 95%% confidence intervals, extrapolate to dt -> 0 and compare discrete SGD with the "
+        "extrapolated SDE as a function of lr. Options override the scenario's convergence: block "
+        "(docs/comparisons.md). Writes data/runs/<name>[-<variant>]-converge.h5 (/convergence) and figures.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cv.add_argument("scenario", help="scenario YAML file (or a name in scenarios/)")
+    cv.add_argument("--variant", help="apply a named variant of the scenario")
+    cv.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario key (repeatable)")
+    cv.add_argument("--seeds", type=int, metavar="N", help=argparse.SUPPRESS)
+    cv.add_argument("--solvers", metavar="A,B", help="SDE presets, e.g. euler_maruyama,heun")
+    cv.add_argument("--refine", metavar="1,2,4,8", help="refinements m (dt = lr / m), increasing")
+    cv.add_argument("--observables", metavar="X,Y", help="observables, e.g. balance/imbalance,invariants[0]")
+    cv.add_argument("--paths", type=int, metavar="N", help="number of Brownian paths (seeds)")
+    cv.add_argument("--steps", type=int, metavar="N", help="horizon in SGD steps")
+    cv.add_argument("--strong", action="store_true", help="also measure strong errors of the parameters")
+    cv.add_argument("--out", metavar="FILE", help="output file (default data/runs/<name>[-<variant>]-converge.h5)")
+    cv.add_argument("--no-plot", action="store_true", help="do not write the PNG figures")
+    cv.add_argument("--quiet", "-q", action="store_true")
+    cv.set_defaults(func=cmd_converge)
     return p
 
 

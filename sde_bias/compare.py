@@ -115,15 +115,42 @@ def format_table(rows: Sequence[ComparisonRow], title: str = "") -> str:
     return "\n".join(lines)
 
 
+def one_step_bias(stepper, thetas: jax.Array, invariants: Callable, data, time_step: float) -> tuple[np.ndarray, bool]:
+    """Leading ``O(h)`` bias of the one-step drift estimate ``E[q(theta + delta) - q(theta)] / h``
+    of one discrete step (SGD, GD or one Euler-Maruyama step; ``h = time_step``):
+
+        (1 / 2h) m^T (nabla^2 q) m,      m = E[delta]  (the mean step, O(h)).
+
+    Taylor-expanding ``q`` around ``theta``, the first and second moments of ``delta`` give
+    ``h a(q)`` (the Itô projection) plus this term; the third and fourth derivatives of
+    ``q`` add further ``O(h)`` terms, which vanish when ``q`` is quadratic (``u v``,
+    Hadamard ``p * q``). Returns ``(bias [K, d], q_is_quadratic)``."""
+    from .balance import step_moments
+
+    def one(th):
+        m, _ = step_moments(stepper, th, data)
+        H = jax.hessian(invariants)(th)  # [d, p, p]
+        return 0.5 * jnp.einsum("p,dpq,q->d", m, H, m) / time_step
+
+    bias = np.asarray(jax.vmap(one)(thetas))
+    third = np.asarray(jax.jacfwd(jax.hessian(invariants))(thetas[0]))
+    return bias, bool(np.allclose(third, 0.0, atol=1e-12 * max(1.0, float(np.abs(third).max(initial=0.0)))) or not third.any())
+
+
 class DriftCheck(NamedTuple):
     """Three-way drift comparison at K points: estimates from SGD and the SDE, and the
-    Itô projection split into its gradient-flow and geometric parts."""
+    Itô projection split into its gradient-flow and geometric parts. ``sgd_bias`` and
+    ``sde_bias`` are the estimated ``O(h)`` biases of the two estimates
+    (:func:`one_step_bias`; NaN when not estimated)."""
 
     q: np.ndarray  # [K, d] invariants at the points
     sgd: DriftEstimate
     sde: DriftEstimate
     gradient_part: np.ndarray  # [K, d]
     geometric_part: np.ndarray  # [K, d]
+    sgd_bias: np.ndarray | None = None
+    sde_bias: np.ndarray | None = None
+    bias_source: str = "not estimated"
 
     @property
     def theory(self) -> np.ndarray:
@@ -142,6 +169,23 @@ class DriftCheck(NamedTuple):
                         float(self.theory[k, c]),
                     )
                 )
+        return out
+
+    def comparisons(self, sgd_name: str = "sgd", sde_name: str = "sde") -> list:
+        """One :class:`~sde_bias.verdict.Comparison` per point, component and estimate."""
+        from .verdict import Comparison
+
+        out = []
+        nan = np.full_like(self.q, np.nan)
+        for k in range(self.q.shape[0]):
+            for c in range(self.q.shape[1]):
+                label = f"drift q[{c}] at {self.q[k, c]:.3g} (pt {k})"
+                for name, est, bias in ((sgd_name, self.sgd, self.sgd_bias), (sde_name, self.sde, self.sde_bias)):
+                    b = nan if bias is None else bias
+                    out.append(Comparison(
+                        "drift", label, name, float(est.mean[k, c]), float(est.se[k, c]), float(self.theory[k, c]),
+                        float(b[k, c]), 0.0, self.bias_source if np.isfinite(b[k, c]) else "not estimated",
+                    ))
         return out
 
     def max_abs_z(self) -> dict[str, float]:
@@ -178,4 +222,17 @@ def drift_check(
     est_sde = drift_at_points(sde_stepper, thetas, invariants, data, **kw)
     proj = jax.vmap(lambda th: ito_projection(sde, invariants, th, data))(thetas)
     q = np.asarray(jax.vmap(invariants)(thetas))
-    return DriftCheck(q, est_sgd, est_sde, np.asarray(proj.gradient_part), np.asarray(proj.geometric_part))
+    biases, source = [None, None], "not estimated"
+    if steps == 1:
+        for i, st in enumerate((sgd_stepper, sde_stepper)):
+            if getattr(st, "substeps", 1) == 1 and _single_discrete_step(st):
+                biases[i], quad = one_step_bias(st, thetas, invariants, data, sde.time_step)
+                source = "one-step Taylor term" + (" (exact: q quadratic)" if quad else " (leading part)")
+    return DriftCheck(q, est_sgd, est_sde, np.asarray(proj.gradient_part), np.asarray(proj.geometric_part),
+                      biases[0], biases[1], source)
+
+
+def _single_discrete_step(stepper) -> bool:
+    from .balance import uses_discrete_identity
+
+    return uses_discrete_identity(stepper) and getattr(stepper, "svag_l", 1) == 1

@@ -248,7 +248,10 @@ def plot_theory(path, outdir) -> list[Path]:
             p = outdir / "theory_stationary.png"
             fig.savefig(p, dpi=110)
             written.append(p)
-    return written
+    from .check_plots import plot_balance_check
+
+    p = plot_balance_check(path, outdir / "theory_balance.png")
+    return written + ([p] if p is not None else [])
 
 
 __all__ = ["plot_run", "plot_observable", "plot_phase_plane", "plot_theory", "default_plot_dir"]

@@ -588,10 +588,10 @@ def section_hyperbola(sec: Section, figdir: Path) -> None:
                         "discrete-step prediction lr (δ² + E[(uv − y)²]) (difference, z)"], rows))
     table = run.attrs.get("_comparisons_table")
     if table:
-        md += ["", "The scenario's `theory: {balance_check: true}` stage (`sde_bias.theory_run`: the recorded C_A0(T) of "
-               "each runner against C(0) + ∫ lr tr(Cov A) dt integrated along its own recorded path with its own scheme, "
-               "GD without noise). The integrated law is a difference of nearly equal numbers once C has decayed, so the "
-               "O(lr) excess of the discrete decay rate in the table above shows up here as a large relative residual:",
+        md += ["", "The scenario's `theory: {balance_check: true}` stage (`sde_bias.balance`): C_A0(T) of each runner "
+               "against C_A0(0) plus the expected one-step increments summed along a replay of its own path: the exact "
+               "discrete identity for SGD, GD and Euler-Maruyama, the continuous law with a dt-halving estimate of the "
+               "solver's error for Heun (docs/comparisons.md):",
                "", "```", str(table).rstrip(), "```"]
     sec.numbers.update(nums)
     # figure

@@ -528,6 +528,7 @@ class Scenario(_Block):
     record: list[str] = Field(default_factory=lambda: ["loss"])
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     theory: dict[str, Any] = Field(default_factory=dict)
+    convergence: dict[str, Any] | None = None
 
     _source: str = PrivateAttr(default="<scenario>")
     _variant: str | None = PrivateAttr(default=None)
@@ -1095,6 +1096,14 @@ def check_theory(sc: Scenario, label: str):
         parse(sc.theory, label)
 
 
+def check_convergence(sc: Scenario, label: str):
+    """Validate a non-empty ``convergence:`` block (``sde_bias.converge_run``)."""
+    if sc.convergence:
+        from .converge_run import parse_convergence
+
+        parse_convergence(sc.convergence, label)
+
+
 # ---------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------
@@ -1190,6 +1199,7 @@ def scenario_from_dict(
 
         if problems := theory_problems(sc, presets):
             raise ScenarioError(label, annotate(problems))
+        check_convergence(sc, label)
     sc._source = str(source)
     sc._variant = variant
     sc._overrides = tuple(overrides) + ((f"seeds.count={seeds}",) if seeds is not None else ())

@@ -26,25 +26,29 @@ Keys (all optional; an empty block does nothing)::
         component: 0
         grid: {linspace: [a, b, n]}  # where a(q), D(q) are evaluated on the section
         bins: 20
-      balance_check: true            # recorded C(t) against the balance law integrated
-                                     # along the recorded states (needs `params` recorded)
+      balance_check: true            # C_A(T) of every fixed-step runner against C_A(0) plus
+                                     # the predicted increments summed along a replay of its
+                                     # own path (sde_bias.balance)
 
-Written to ``/theory/<check>`` (arrays and attributes) and ``/comparisons`` (the table
-``sde-bias inspect`` prints).
+Written to ``/theory/<check>`` (arrays and attributes) and ``/comparisons``: one row per
+quantity and runner with value, standard error, relative error, z, the estimated
+discretisation error of the runner and a verdict (``sde_bias.verdict``; the table that
+``sde-bias inspect`` prints). A scenario's ``convergence:`` block with ``in_run: true`` is
+run first (``sde_bias.converge_run``), so the verdicts can use its fitted orders.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .compare import ComparisonRow, drift_check, format_table, rows_to_arrays
+from .compare import drift_check
 from .scenario import ScenarioError
+from .verdict import Comparison, write_comparisons
 
 
 class _Block(BaseModel):
@@ -115,10 +119,40 @@ def _linspace(spec: _Linspace) -> np.ndarray:
 
 
 def _runner_stepper(setup, name: str):
+    """The stepper of the plain preset ``name`` (no ``runner_options``)."""
     from .build import make_runner
     from .presets import get_preset
 
     return make_runner(setup, get_preset(name)).stepper
+
+
+def _run_runner(setup, name: str):
+    """The runner of preset ``name`` as the run used it (with the scenario's ``runner_options``)."""
+    from .build import make_runner
+    from .presets import get_preset, resolve_preset
+
+    return make_runner(setup, resolve_preset(get_preset(name), setup.scenario.runner_options.get(name)))
+
+
+def _weak_order(setup, h5, preset_name: str, stepper) -> tuple[float, str]:
+    """Weak order for a dt-halving estimate: fitted by the run's converge study when it has
+    one for this preset, else the solver's known order for the scenario's noise class."""
+    from .refine import known_orders, noise_class
+
+    g = h5.get(f"convergence/{preset_name}") if h5 is not None else None
+    if g is not None and np.isfinite(g.attrs.get("weak_order", np.nan)):
+        p, se = float(g.attrs["weak_order"]), float(g.attrs.get("weak_order_se", np.nan))
+        return p, f"order {p:.2f} ± {se:.2g} from the converge study"
+    st = getattr(stepper, "stepper", stepper)
+    solver = type(st.solver).__name__
+    from .presets import SOLVERS
+
+    name = next((k for k, v in SOLVERS.items() if v == solver), solver)
+    cls = noise_class(st.sde, setup.theta0[: min(8, setup.num_seeds)], setup.seed0_data)
+    orders = known_orders(name, cls)
+    if orders is None:
+        return 1.0, f"weak order 1 assumed ({name}, {cls} noise)"
+    return orders[0], f"weak order {orders[0]:g} ({name}, {cls} noise)"
 
 
 def _group_for(h5, name: str):
@@ -135,7 +169,7 @@ def _replace(parent, name):
 
 
 # ----------------------------------------------------------------------------- checks
-def run_drift_check(cfg: DriftCheckConfig, setup, h5, q_map) -> list[ComparisonRow]:
+def run_drift_check(cfg: DriftCheckConfig, setup, h5, q_map) -> list[Comparison]:
     model, sc = setup.problem.model, setup.scenario
     if cfg.points == "section":
         if cfg.grid is None:
@@ -161,17 +195,20 @@ def run_drift_check(cfg: DriftCheckConfig, setup, h5, q_map) -> list[ComparisonR
         "q": chk.q, "points": np.asarray(thetas), "sgd_mean": chk.sgd.mean, "sgd_se": chk.sgd.se,
         "sde_mean": chk.sde.mean, "sde_se": chk.sde.se, "gradient_part": chk.gradient_part,
         "geometric_part": chk.geometric_part, "theory": chk.theory,
+        "sgd_bias": chk.sgd_bias, "sde_bias": chk.sde_bias,
     }.items():
-        grp.create_dataset(name, data=np.asarray(arr, float))
+        if arr is not None:
+            grp.create_dataset(name, data=np.asarray(arr, float))
+    grp.attrs["bias_source"] = chk.bias_source
     for k, v in chk.max_abs_z().items():
         grp.attrs[f"max_abs_z_{k}"] = v
     grp.attrs["horizon"] = chk.sgd.horizon
     grp.attrs["replicates"] = cfg.replicates
     grp.attrs["sgd_preset"], grp.attrs["sde_preset"] = cfg.sgd, cfg.sde
-    return chk.rows()
+    return chk.comparisons(cfg.sgd, cfg.sde)
 
 
-def run_stationary_check(cfg: StationaryCheckConfig, setup, h5, q_map) -> list[ComparisonRow]:
+def run_stationary_check(cfg: StationaryCheckConfig, setup, h5, q_map) -> list[Comparison]:
     from .fokker_planck import stationary_density_1d
     from .quotient import isotropic_temperature, normalise_on_grid, paper_log_density, section_average
     from .stats import chi2_goodness_of_fit
@@ -218,17 +255,72 @@ def run_stationary_check(cfg: StationaryCheckConfig, setup, h5, q_map) -> list[C
         "chi2_dof": dof, "num_samples": samples.size, "chi2_note": short,
     })
     mean_fp = float(np.trapezoid(grid * fp, grid))
+    var_fp = float(np.trapezoid((grid - mean_fp) ** 2 * fp, grid))
     mean_paper = float(np.trapezoid(grid * paper, grid))
     n = samples.size
     mean = float(samples.mean()) if n else np.nan
     se = float(samples.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+    var = float(samples.var(ddof=1)) if n > 1 else np.nan
+    var_se = float(((samples - samples.mean()) ** 2).std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+    disc = _stationary_disc(cfg, setup, h5, q_map)
+    grp.attrs["disc_source"] = disc["source"]
+    c = cfg.component
+    name = g.name.strip("/")
+    d_mean, d_var = disc["mean"], disc["variance"]
     rows = [
-        ComparisonRow(f"stationary mean q[{cfg.component}] vs Fokker-Planck", np.nan, np.nan, mean, se, mean_fp),
-        ComparisonRow(f"stationary mean q[{cfg.component}] vs paper density", np.nan, np.nan, mean, se, mean_paper),
+        Comparison("stationary law", f"mean q[{c}] vs Fokker-Planck", name, mean, se, mean_fp,
+                   d_mean[0], d_mean[1], disc["source"]),
+        Comparison("stationary law", f"variance q[{c}] vs Fokker-Planck", name, var, var_se, var_fp,
+                   d_var[0], d_var[1], disc["source"]),
+        Comparison("stationary law", f"mean q[{c}] vs paper density", name, mean, se, mean_paper,
+                   d_mean[0], d_mean[1], disc["source"], exact=False),
     ]
     if short:
-        rows.append(ComparisonRow(f"chi-square q[{cfg.component}]: insufficient data ({n} samples)", *[np.nan] * 5))
+        rows.append(Comparison("stationary law", f"chi-square q[{c}] ({n} samples)", name, np.nan, np.nan, np.nan,
+                               disc_source="too few samples for a chi-square test", insufficient=True))
     return rows
+
+
+HALVING_SEEDS = 128
+"""Seeds of a dt-halving study (the estimate is a difference on the same paths, so a few
+hundred paths give it a small standard error)."""
+
+
+def _stationary_disc(cfg: StationaryCheckConfig, setup, h5, q_map) -> dict:
+    """dt-halving estimate of the discretisation error of the final-sample mean and variance
+    of ``q[component]`` (SDE runners only): the runner's stepper at ``dt`` and ``dt / 2`` on
+    the same Brownian paths from the first seeds (:data:`HALVING_SEEDS`)."""
+    from .build import FixedStepRunner
+    from .convergence import contributions, halving_estimate
+    from .refine import refined
+
+    nan2 = (float("nan"), float("nan"))
+    runner = _run_runner(setup, cfg.runner)
+    if not isinstance(runner, FixedStepRunner) or not hasattr(runner.stepper, "sde"):
+        kind = "adaptive steps" if not isinstance(runner, FixedStepRunner) else "discrete runner: O(lr) by construction"
+        return {"mean": nan2, "variance": nan2, "source": f"not estimated ({kind})"}
+    from .integrate import run_ensemble
+
+    sc = setup.scenario
+    S = min(HALVING_SEEDS, setup.num_seeds)
+    c = cfg.component
+    finals = []
+    for lvl in (1, 2):
+        out = run_ensemble(
+            refined(runner.stepper, lvl, 2), setup.theta0[:S], setup.run_keys[:S], setup.data,
+            lambda th, d: {"q": q_map(th)[c]}, num_steps=sc.total_steps, record_every=sc.total_steps,
+            data_batched=setup.data_batched, divergence_threshold=float(sc.training.divergence_threshold),
+        )
+        finals.append(np.asarray(out["records"]["q"][:, -1]))
+    x = np.stack(finals)
+    x = x[:, np.all(np.isfinite(x), axis=0)]
+    order, src = _weak_order(setup, h5, cfg.runner, runner.stepper)
+    out = {"source": f"dt-halving, {src}"}
+    for mom in ("mean", "variance"):
+        y = contributions(x, mom)
+        est = halving_estimate(y[0], y[1], order)
+        out[mom] = (est.error, est.se)
+    return out
 
 
 def run_effective_drift(cfg: EffectiveDriftConfig, setup, h5, q_map) -> None:
@@ -275,68 +367,48 @@ def run_effective_drift(cfg: EffectiveDriftConfig, setup, h5, q_map) -> None:
             grp.attrs["runner"] = cfg.runner
 
 
-def run_balance_check(setup, h5) -> list[ComparisonRow]:
-    """Recorded conserved-by-GD quadratics C_A(t) = theta^T A theta (A symmetric generators)
-    against C_A(0) + integral of the balance law eta tr(Cov A) along each recorded path.
+def run_balance_check(setup, h5) -> list[Comparison]:
+    """The balance check of every fixed-step runner of the run (:func:`sde_bias.balance.balance_check`),
+    stored in ``/theory/balance_check/<runner>``."""
+    from .balance import balance_check
+    from .build import FixedStepRunner
+    from .store import RunFile
 
-    The integral uses the trapezoid rule on the recorded states, so the prediction has a
-    quadrature error O((record interval)^2); the SE in the table is the spread over seeds
-    of the per-seed residual and does not include it."""
-    from .symmetry import balance_rate, symmetric_generators
-
-    model, sc = setup.problem.model, setup.scenario
-    data = setup.seed0_data
-    rows = []
+    steppers, orders, skipped = {}, {}, []
+    for path in RunFile(h5).runner_paths():
+        runner = _run_runner(setup, str(h5[path].attrs["preset"]))
+        if not isinstance(runner, FixedStepRunner):
+            skipped.append(path)
+            continue
+        steppers[path] = runner.stepper
+        if hasattr(runner.stepper, "sde"):
+            orders[path] = _weak_order(setup, h5, str(h5[path].attrs["preset"]), runner.stepper)
+    rows, arrays = balance_check(setup, steppers, weak_orders=orders, halving_seeds=HALVING_SEEDS)
     out = _replace(h5.require_group("theory"), "balance_check")
-    A = symmetric_generators(model, setup.theta0[0])
-    A = jnp.asarray(A, setup.dtype)
-    if A.shape[0] == 0:
-        return rows
-    for name in list(h5.keys()):
-        groups = [h5[name]] if name != "sde" else [h5["sde"][k] for k in h5["sde"]]
-        for g in groups:
-            if "params" not in g:
-                continue
-            stepper = _runner_stepper(setup, g.attrs["preset"])
-            if hasattr(stepper, "sde"):
-                sde = stepper.sde
-            else:
-                # discrete runners follow the law of their own scheme's SDE to O(lr);
-                # gradient descent (full batch, no noise) conserves C exactly
-                from .sde import SGDSDE
-
-                sde = SGDSDE(eqx.tree_at(lambda pb: pb.scheme, setup.problem, stepper.scheme), float(sc.training.lr))
-            th = jnp.asarray(g["params"][...], setup.dtype)  # [S, T, p]
-            t = np.asarray(g["time"][...])
-            C = np.asarray(jnp.einsum("stp,apq,stq->sta", th, A, th))
-
-            def rate(theta):
-                sigma = sde.diffusion_matrix(0.0, theta, data)  # sqrt(lr) sigma
-                return jax.vmap(lambda a: balance_rate(a, sigma, 1.0))(A)
-
-            r = np.asarray(jax.vmap(jax.vmap(rate))(th))  # [S, T, a]
-            pred = C[:, :1] + np.concatenate([np.zeros_like(r[:, :1]), np.cumsum(0.5 * (r[:, 1:] + r[:, :-1]) * np.diff(t)[None, :, None], axis=1)], axis=1)
-            sub = out.create_group(g.name.strip("/").replace("/", "."))
-            sub.create_dataset("recorded", data=C.mean(0))
-            sub.create_dataset("predicted", data=pred.mean(0))
-            err = (C - pred)[:, -1, 0]
-            se = float(err.std(ddof=1) / np.sqrt(err.shape[0])) if err.shape[0] > 1 else 0.0
-            rec, prd = float(C[:, -1, 0].mean()), float(pred[:, -1, 0].mean())
-            is_sde = g.name.startswith("/sde")
-            label = f"C_A0(t_final) {g.name.strip('/')}"
-            nan = float("nan")
-            rows.append(ComparisonRow(label, nan if is_sde else rec, nan if is_sde else se,
-                                      rec if is_sde else nan, se if is_sde else nan, prd))
+    out.attrs["skipped"] = ", ".join(skipped)
+    out.attrs["method"] = (
+        "C_A(T) against C_A(0) + the expected one-step increments summed along a replay of the runner's own path "
+        "(discrete runners and Euler-Maruyama: the exact discrete identity; other solvers: the continuous law, "
+        "with a dt-halving estimate of its O(dt) error)"
+    )
+    for path, arrs in arrays.items():
+        sub = out.create_group(path.replace("/", "."))
+        for k, v in arrs.items():
+            sub.create_dataset(k, data=np.asarray(v, float))
     return rows
 
 
-def theory_hook(sc, setup, h5) -> list[ComparisonRow]:
-    """Run the checks the scenario's ``theory:`` block asks for and store them."""
+def theory_hook(sc, setup, h5) -> list[Comparison]:
+    """Run the scenario's converge study (``convergence: {in_run: true}``) and the checks its
+    ``theory:`` block asks for, and store them."""
+    from .converge_run import convergence_hook
+
+    convergence_hook(sc, setup, h5)
     cfg = parse_theory(getattr(sc, "theory", {}) or {}, getattr(sc, "source", "<scenario>"))
     if cfg.drift_check is None and cfg.stationary_check is None and cfg.effective_drift is None and not cfg.balance_check:
         return []
     q_map = invariant_map(setup.problem.model, cfg.invariants)
-    rows: list[ComparisonRow] = []
+    rows: list[Comparison] = []
     if cfg.effective_drift is not None:
         run_effective_drift(cfg.effective_drift, setup, h5, q_map)
     if cfg.drift_check is not None:
@@ -345,11 +417,6 @@ def theory_hook(sc, setup, h5) -> list[ComparisonRow]:
         rows += run_stationary_check(cfg.stationary_check, setup, h5, q_map)
     if cfg.balance_check:
         rows += run_balance_check(setup, h5)
-    comp = _replace(h5, "comparisons")
-    for k, v in rows_to_arrays(rows).items():
-        if v.dtype == object:
-            comp.create_dataset(k, data=np.array(v, dtype="S"))
-        else:
-            comp.create_dataset(k, data=v)
-    comp.attrs["table"] = format_table(rows)
+    if rows:
+        write_comparisons(h5, rows)
     return rows

@@ -81,3 +81,16 @@ def test_help_costs_less_than_half_an_import_of_jax():
     help_ = _best_of("from sde_bias.cli import main; main(['--help'])")
     jax_ = _best_of("import jax")
     assert help_ - bare < 0.5 * (jax_ - bare), (bare, help_, jax_)
+
+
+def test_no_public_name_shadows_a_submodule():
+    """The API loads lazily: a public name equal to a submodule's name (``sde_bias.verdict``)
+    would be the function or the module depending on what was imported first."""
+    import pkgutil
+
+    import sde_bias
+    import sde_bias._api as api
+
+    submodules = {m.name for m in pkgutil.iter_modules(sde_bias.__path__)}
+    shadowing = [k for k in vars(api) if not k.startswith("_") and k in submodules]
+    assert not shadowing, shadowing

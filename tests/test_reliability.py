@@ -290,7 +290,8 @@ def test_case11_insufficient_data_is_a_row_not_a_crash(tmp_path):
         final[:3, -1, 0] = [1.0, 1.1, 0.9]  # three finite samples: one merged bin
         g["invariants"] = final
         rows = run_stationary_check(cfg, setup, h5, setup.problem.model.invariants)
-        assert any("insufficient data (3 samples)" in r.quantity for r in rows)
+        short = [r for r in rows if r.insufficient]
+        assert len(short) == 1 and "(3 samples)" in short[0].quantity and short[0].verdict == "insufficient data"
         assert "insufficient data" in h5["theory/stationary_check"].attrs["chi2_note"]
         assert np.isnan(h5["theory/stationary_check"].attrs["chi2_pvalue_fokker_planck"])
 

@@ -48,6 +48,17 @@ def test_theory_hyperbola_quick_writes_checks(tmp_path):
         paper = np.exp(-((grid - 1) ** 2) / (2 * T)) / np.sqrt(2 * grid)
         np.testing.assert_allclose(s["paper_density"][...], paper / np.trapezoid(paper, grid), rtol=1e-9)
         assert "drift q[0]" in f["comparisons"].attrs["table"]
+        c = f["comparisons"]
+        verdicts = [v.decode() for v in c["verdict"][...]]
+        # 4 points x (sgd, euler_maruyama) drift rows + mean, variance, paper-density rows
+        assert len(verdicts) == 11 and "disagrees" not in verdicts, verdicts
+        sources = [v.decode() for v in c["disc_source"][...]]
+        assert all(s.startswith("one-step Taylor term (exact") for s in sources[:8])
+        assert all(s.startswith("dt-halving") for s in sources[8:])
+        # one-step bias (1/2h) m^T H m of the drift estimate for u v on the section: m = -eta r (v, u),
+        # H = [[0, 1], [1, 0]], h = eta, so eta r^2 w with r = w - 1
+        w = d["q"][:, 0]
+        np.testing.assert_allclose(d["sgd_bias"][:, 0], 0.1 * (w - 1) ** 2 * w, rtol=1e-12)
 
 
 def test_bad_theory_block_is_a_user_error(tmp_path):
