@@ -11,7 +11,7 @@ Two independent solvers, both reporting the KKT residuals of :class:`~sde_bias.d
   ``method``); ``polish=False`` returns cvxpy's own answer.
 - :func:`solve_dual`: for smooth strictly convex ``R`` (``R.smooth``), the dual problem
   ``min_nu R*(M^T nu) - y . nu`` (``M = X S``) is smooth and unconstrained; Newton's method with a
-  backtracking line search solves it in JAX and ``z = grad R*(M^T nu)``. This is also how the
+  Levenberg-Marquardt damping solves it in JAX and ``z = grad R*(M^T nu)``. This is also how the
   implicit depth-``D`` potential (no cvxpy form) is solved.
 
 :func:`predicted_interpolator` picks one (cvxpy where possible).
@@ -19,11 +19,14 @@ Two independent solvers, both reporting the KKT residuals of :class:`~sde_bias.d
 
 from __future__ import annotations
 
-import jax
+import warnings
+
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from ._newton import damped_newton
 from ._types import AbstractPenalty, Interpolator
 
 
@@ -70,7 +73,9 @@ def solve_convex(
         opts.update(solver_options)
     else:
         opts = solver_options
-    prob.solve(solver=solver, **opts)
+    with warnings.catch_warnings():  # the status is reported; polishing follows
+        warnings.simplefilter("ignore", UserWarning)
+        prob.solve(solver=solver, **opts)
     if z.value is None:
         raise RuntimeError(f"cvxpy/{solver} found no solution (status {prob.status})")
     nu = -np.asarray(eq.dual_value, float)
@@ -91,40 +96,31 @@ def solve_dual(
     max_steps: int = 100,
 ) -> Interpolator:
     """``z = grad R*(M^T nu)`` with ``nu = argmin R*(M^T nu) - y . nu`` (``M = X S``), by damped
-    Newton in JAX (float64 advised). Stops when ``max |M z - y| <= tol (1 + max |y|)``, when the
-    line search cannot decrease the dual objective any more, or after ``max_steps``."""
+    Newton in JAX (``_newton.py``; float64 advised). The dual gradient is ``M z - y``: it stops when
+    ``max |M z - y| <= tol (1 + max |y|)``, when no decrease is possible, or after ``max_steps``.
+    Stationarity ``grad R(z) = M^T nu`` holds by construction."""
     if not penalty.smooth:
         raise ValueError(f"{type(penalty).__name__} is not smooth; use solve_convex")
     M, S = _design(X, synthesis)
     M, yj = jnp.asarray(M), jnp.asarray(y, float)
 
-    def dual_obj(nu):
-        return penalty.conjugate(M.T @ nu) - yj @ nu
-
-    grad_fn = jax.jit(jax.grad(dual_obj))
-    hess_fn = jax.jit(jax.hessian(dual_obj))
-    obj_fn = jax.jit(dual_obj)
     nu = jnp.zeros(M.shape[0]) if nu0 is None else jnp.asarray(nu0, float)
-    status = "max_steps"
-    for _ in range(max_steps):
-        g = grad_fn(nu)  # = M z(nu) - y
-        if float(jnp.max(jnp.abs(g))) <= tol * (1 + float(jnp.max(jnp.abs(yj)))):
-            status = "converged"
-            break
-        H = hess_fn(nu)
-        step = jnp.linalg.lstsq(H, g)[0]
-        f0, t = float(obj_fn(nu)), 1.0
-        while t > 1e-14:
-            f1 = float(obj_fn(nu - t * step))
-            if np.isfinite(f1) and f1 <= f0 - 1e-4 * t * float(g @ step):
-                break
-            t *= 0.5
-        else:
-            status = "stalled"
-            break
-        nu = nu - t * step
+    gtol = tol * (1 + float(jnp.max(jnp.abs(yj))))
+    res = _dual_newton(penalty, M, yj, nu, gtol, max_steps)
+    nu = res.x
+    status = "converged" if float(res.gradient_inf) <= gtol else f"stopped at max |X S z - y| = {float(res.gradient_inf):.1e}"
     z = penalty.dual_map(M.T @ nu)
     return _finish(penalty, M, S, yj, z, nu, "jax-dual-newton", status)
+
+
+def _dual_objective(nu, args):
+    penalty, M, y = args
+    return penalty.conjugate(M.T @ nu) - y @ nu
+
+
+@eqx.filter_jit
+def _dual_newton(penalty, M, y, nu0, gtol, max_steps):
+    return damped_newton(_dual_objective, nu0, (penalty, M, y), gtol=gtol, max_steps=max_steps)
 
 
 def predicted_interpolator(

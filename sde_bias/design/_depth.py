@@ -94,7 +94,7 @@ class WoodworthDepthPotential(AbstractPenalty):
             below = self._h_of_v(mid) < a
             return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
 
-        lo, hi = jax.lax.fori_loop(0, 200, body, (lo, hi))
+        lo, hi = jax.lax.fori_loop(0, 80, body, (lo, hi))  # hi < 40 + 1: 2^-80 of it is below 1 ulp
         return jnp.sign(b) * 0.5 * (lo + hi)
 
     def mirror_map(self, beta: Float[Array, " d"]) -> Float[Array, " d"]:

@@ -90,7 +90,7 @@ class HyperbolicEntropy(AbstractPenalty):
         return self.A * jnp.exp(g) - self.B * jnp.exp(-g)
 
     def conjugate(self, g: Float[Array, " d"]) -> Float[Array, ""]:
-        return jnp.sum(self.A * jnp.exp(g) + self.B * jnp.exp(-g) - self.A - self.B)
+        return jnp.sum(self.A * jnp.expm1(g) + self.B * jnp.expm1(-g))
 
     def kkt_residual(self, z, g) -> Float[Array, ""]:
         return jnp.max(jnp.abs(jnp.asarray(z) - self.dual_map(g)))
