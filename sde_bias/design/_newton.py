@@ -71,8 +71,8 @@ def damped_newton(
         fc = jax.vmap(lambda c: fun(c, args))(cand)
         fc = jnp.where(jnp.isfinite(fc), fc, jnp.inf)
         k = jnp.argmin(fc)
-        neg = lam[0] < -1e-10 * scale
-        use_nc = neg & (fc[k] < f) & (~ok | (fc[k] < f1))
+        neg = lam[0] < -1e-8 * scale
+        use_nc = neg & (fc[k] < f - 1e-13 * (1 + jnp.abs(f))) & (~ok | (fc[k] < f1))
         x_new = jnp.where(use_nc, cand[k], jnp.where(ok, x1, x))
         f_new = jnp.where(use_nc, fc[k], jnp.where(ok, f1, f))
         g_new = jnp.where(use_nc, grad(cand[k], args), jnp.where(ok, g1, g))
