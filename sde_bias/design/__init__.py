@@ -61,3 +61,11 @@ from ._convex import (
     solve_dual as solve_dual,
 )
 from ._theta_solve import label_noise_interpolator_theta as label_noise_interpolator_theta, solve_theta as solve_theta
+from ._targets import (
+    Design as Design,
+    DesignWarning as DesignWarning,
+    design_group_sparsity as design_group_sparsity,
+    design_low_rank as design_low_rank,
+    design_transform_l1 as design_transform_l1,
+    design_weighted_l1 as design_weighted_l1,
+)

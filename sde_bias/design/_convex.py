@@ -7,14 +7,18 @@ Two independent solvers, both reporting the KKT residuals of :class:`~sde_bias.d
   multiplier ``nu_cvx`` of ``X S z == y`` satisfies ``grad R + (X S)^T nu_cvx = 0``, so ``nu = -nu_cvx``.
   Interior-point multipliers of exponential- and power-cone problems are accurate to about
   ``1e-5`` (the objective to far better: it is second order in the error), so for smooth penalties
-  the cvxpy multiplier is polished by the dual Newton iteration below (a few steps; reported in
-  ``method``); ``polish=False`` returns cvxpy's own answer.
+  the cvxpy multiplier is polished by the dual Newton iteration below (a few steps), and for
+  nonsmooth ones whose KKT residual stays above ``1e-8`` (degenerate cone points: whole groups or
+  singular values at zero) the problem is solved again with SCS at tolerance ``1e-12`` and the
+  better answer kept; ``method`` says which. ``polish=False`` returns the first solver's answer.
 - :func:`solve_dual`: for smooth strictly convex ``R`` (``R.smooth``), the dual problem
   ``min_nu R*(M^T nu) - y . nu`` (``M = X S``) is smooth and unconstrained; Newton's method with a
   Levenberg-Marquardt damping solves it in JAX and ``z = grad R*(M^T nu)``. This is also how the
   implicit depth-``D`` potential (no cvxpy form) is solved.
 
-:func:`predicted_interpolator` picks one (cvxpy where possible).
+:func:`predicted_interpolator` picks one: the dual solve for smooth penalties (exact stationarity,
+and robust where exponential cones with constants near ``1e-16`` make interior-point methods fail),
+cvxpy for the others.
 """
 
 from __future__ import annotations
@@ -56,8 +60,8 @@ def solve_convex(
     **solver_options,
 ) -> Interpolator:
     """``argmin_z R(z)`` s.t. ``X S z = y`` with cvxpy (``S = synthesis``, identity if ``None``).
-    Clarabel runs with tolerances ``1e-10`` unless ``solver_options`` say otherwise; smooth
-    penalties are then polished by :func:`solve_dual` from cvxpy's multiplier (``polish``)."""
+    Clarabel runs with tolerances ``1e-10`` unless ``solver_options`` say otherwise; then
+    ``polish`` as in the module docstring."""
     import cvxpy as cp
 
     if not penalty.dcp:
@@ -68,21 +72,32 @@ def solve_convex(
     expr, cons = penalty.cvxpy(z)
     eq = M @ z == y
     prob = cp.Problem(cp.Minimize(expr), [eq, *cons])
-    if solver == "CLARABEL":
-        opts = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10, "max_iter": 500}
-        opts.update(solver_options)
-    else:
-        opts = solver_options
-    with warnings.catch_warnings():  # the status is reported; polishing follows
-        warnings.simplefilter("ignore", UserWarning)
-        prob.solve(solver=solver, **opts)
-    if z.value is None:
-        raise RuntimeError(f"cvxpy/{solver} found no solution (status {prob.status})")
-    nu = -np.asarray(eq.dual_value, float)
+    defaults = {
+        "CLARABEL": {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10, "max_iter": 500},
+        "SCS": {"eps_abs": 1e-12, "eps_rel": 1e-12, "max_iters": 200_000},
+    }
+
+    def run(name, options):
+        opts = {**defaults.get(name, {}), **options}
+        with warnings.catch_warnings():  # the status is reported, and the residuals are ours
+            warnings.simplefilter("ignore", UserWarning)
+            prob.solve(solver=name, **opts)
+        if z.value is None:
+            raise RuntimeError(f"cvxpy/{name} found no solution (status {prob.status})")
+        nu = -np.asarray(eq.dual_value, float)
+        return _finish(penalty, M, S, y, z.value, nu, f"cvxpy-{name}", prob.status)
+
+    out = run(solver, solver_options)
     if polish and penalty.smooth:
-        out = solve_dual(penalty, X, y, synthesis, nu0=nu, max_steps=20)
-        return out._replace(method=f"cvxpy-{solver}+dual-newton-polish", status=f"{prob.status}/{out.status}")
-    return _finish(penalty, M, S, y, z.value, nu, f"cvxpy-{solver}", prob.status)
+        pol = solve_dual(penalty, X, y, synthesis, nu0=out.nu, max_steps=20)
+        return pol._replace(method=f"{out.method}+dual-newton-polish", status=f"{out.status}/{pol.status}")
+    if polish and out.residual > 1e-8 and solver != "SCS":
+        # interior-point multipliers at degenerate cone points (zero groups, zero singular values)
+        # converge slowly; the first-order conic solver SCS reaches them to its tolerance
+        again = run("SCS", {})
+        if again.residual < out.residual:
+            return again._replace(method=f"{out.method}->SCS")
+    return out
 
 
 def solve_dual(
@@ -130,10 +145,10 @@ def predicted_interpolator(
     synthesis: Float[ArrayLike, "d e"] | None = None,
     method: str = "auto",
 ) -> Interpolator:
-    """``argmin R`` on ``{X S z = y}`` by ``method``: ``cvxpy``, ``dual`` or ``auto`` (cvxpy when
-    the penalty has a cvxpy form, otherwise the JAX dual solve)."""
+    """``argmin R`` on ``{X S z = y}`` by ``method``: ``cvxpy``, ``dual`` or ``auto`` (the JAX dual
+    solve for smooth penalties, cvxpy otherwise)."""
     if method == "auto":
-        method = "cvxpy" if penalty.dcp else "dual"
+        method = "dual" if penalty.smooth else "cvxpy"
     if method == "cvxpy":
         return solve_convex(penalty, X, y, synthesis)
     if method == "dual":
