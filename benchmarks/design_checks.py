@@ -27,6 +27,9 @@ from sde_bias.integrate import run_ensemble  # noqa: E402
 from sde_bias.models import AbstractModel  # noqa: E402
 
 
+ETAS = (0.02, 0.01, 0.005)
+
+
 def _run(stepper, theta0, data, observe, tau_per_step, taus, seed=0):
     steps = [int(round(t / tau_per_step)) for t in taus]
     every = int(np.gcd.reduce(steps))
@@ -108,12 +111,14 @@ def hadamard(seeds, depth=2):
     theta0 = jnp.tile(layers.reshape(-1) if depth > 2 else model.flatten({"p": layers[0], "q": layers[1]}), (seeds, 1))
     prob = sb.Problem(model, sb.LabelNoise(sb.WithReplacement(1), 1.0), train=sb.Dataset(X, y))
     taus = [2.0, 8.0, 32.0]
-    for eta in (0.02, 0.01):
+    runs = [("SGD", eta, sb.DiscreteStepper(prob, eta)) for eta in ETAS]
+    runs.insert(2, ("SDE (Euler-Maruyama)", 0.01, sb.SDEStepper(sb.SGDSDE(prob, 0.01), diffrax.Euler())))
+    for label, eta, stepper in runs:
         tps = float(D.slow_time(1, eta, prob.scheme, n))
         t0 = time.time()
-        rec, div = _run(sb.DiscreteStepper(prob, eta), theta0, prob.train, lambda th, dd: {"w": model.invariants(th)}, tps, taus)
-        print(f"  eta = {eta}: {int(np.sum(np.asarray(div) >= 0))} diverged, {time.time() - t0:.0f} s")
-        _report_end("SGD", rec["w"], preds, taus)
+        rec, div = _run(stepper, theta0, prob.train, lambda th, dd: {"w": model.invariants(th)}, tps, taus)
+        print(f"  {label}, eta = {eta}: {int(np.sum(np.asarray(div) >= 0))} diverged, {time.time() - t0:.0f} s")
+        _report_end(label, rec["w"], preds, taus)
         end = rec["w"][:, -1]
         off = np.abs(np.asarray(pred.beta)) < 1e-8
         print(f"    off-support mean |beta_j| at the end: {np.abs(end[:, off]).mean():.2e}; "
@@ -172,7 +177,7 @@ def group(seeds):
     theta0 = jnp.tile(jnp.concatenate([jnp.full(G, 0.5), jnp.full(G * k, 0.5)]), (seeds, 1))
     prob = sb.Problem(model, sb.LabelNoise(sb.WithReplacement(1), 1.0), train=sb.Dataset(X, y))
     taus = [2.0, 8.0, 32.0]
-    for eta in (0.02, 0.01):
+    for eta in ETAS:
         tps = float(D.slow_time(1, eta, prob.scheme, n))
         t0 = time.time()
         rec, div = _run(sb.DiscreteStepper(prob, eta), theta0, prob.train, lambda th, dd: {"w": model.invariants(th)}, tps, taus)

@@ -11,7 +11,8 @@ to its module):
   :class:`CustomSDE` with :class:`SDEStepper` (diffrax solvers), :func:`run_ensemble`;
 - theory: ``sde_bias.symmetry``, ``sde_bias.quotient``, ``sde_bias.discovery``,
   ``sde_bias.fokker_planck``, ``sde_bias.compare`` (the last two import scipy, so they
-  are not imported here);
+  are not imported here); ``sde_bias.design``, the inverse-design calculator (it brings cvxpy;
+  not imported here either);
 - the front door: :func:`load_scenario`, :func:`run_scenario` (and the ``sde-bias`` CLI).
 """
 
