@@ -11,10 +11,11 @@ to its module):
   :class:`CustomSDE` with :class:`SDEStepper` (diffrax solvers), :func:`run_ensemble`;
 - theory: ``sde_bias.symmetry``, ``sde_bias.quotient``, ``sde_bias.discovery``,
   ``sde_bias.fokker_planck``, ``sde_bias.compare`` (the last two import scipy, so they
-  are not imported here);
+  are not imported here); ``sde_bias.design``, the inverse-design calculator (it brings cvxpy;
+  not imported here either);
 - comparisons: the exact one-step balance identity (:func:`step_increment`,
   :func:`expected_increment`, :func:`balance_check`), verdicts (:class:`Comparison`,
-  :func:`verdict`), step-size studies on shared Brownian paths (:func:`refined`,
+  ``sde_bias.verdict.verdict``), step-size studies on shared Brownian paths (:func:`refined`,
   :func:`weak_study`, :func:`strong_study`, :func:`fit_order`, :func:`richardson`;
   ``sde_bias.converge_run`` for the ``sde-bias converge`` command);
 - the front door: :func:`load_scenario`, :func:`run_scenario` (and the ``sde-bias`` CLI).

@@ -1,0 +1,209 @@
+"""Slow checks of the inverse-design predictions (docs/theory.md section 6; docs/design_bias.md).
+
+Label-noise SGD (``sde_bias.DiscreteStepper`` with ``LabelNoise``) and its SDE (``SGDSDE`` with a
+diffrax solver), run with ``sde_bias.run_ensemble`` on many seeds, against the calculator's
+predictions (``sde_bias.design``). Every number printed is a mean over seeds with its standard
+error. Slow time ``tau = k eta^2 delta^2 c kappa n`` (``sde_bias.design.slow_time``).
+
+    PYTHONPATH=. python benchmarks/design_checks.py [one_point|hadamard|depth3|group|all] [--seeds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+import sde_bias as sb  # noqa: E402
+import sde_bias.design as D  # noqa: E402
+from sde_bias.integrate import run_ensemble  # noqa: E402
+from sde_bias.models import AbstractModel  # noqa: E402
+
+
+ETAS = (0.02, 0.01, 0.005)
+
+
+def _run(stepper, theta0, data, observe, tau_per_step, taus, seed=0):
+    steps = [int(round(t / tau_per_step)) for t in taus]
+    every = int(np.gcd.reduce(steps))
+    keys = jax.random.split(jax.random.PRNGKey(seed), theta0.shape[0])
+    out = run_ensemble(stepper, theta0, keys, data, observe, num_steps=steps[-1], record_every=every)
+    idx = [s // every for s in steps]
+    return {k: np.asarray(v)[:, idx] for k, v in out["records"].items()}, out["diverged_at"]
+
+
+def _mean_se(x, axis=0):
+    x = np.asarray(x)
+    return x.mean(axis), x.std(axis, ddof=1) / np.sqrt(x.shape[axis])
+
+
+def one_point(seeds):
+    """x = (1, 2), y = 2, Hadamard from w(0) = (1, 0.5) balanced, full-batch label noise delta = 1
+    (n = 1: tau = k eta^2). Closed form: w_2 / (1 - w_2)^2 = 2 e^{-2 tau}."""
+    model = sb.Hadamard(2)
+    data = sb.Dataset(jnp.array([[1.0, 2.0]]), jnp.array([2.0]))
+    prob = sb.Problem(model, sb.LabelNoise(sb.FullBatch(), 1.0), train=data)
+    taus = [0.5, 1.0, 2.0]
+    exact = np.asarray(D.one_point_slow_flow(jnp.asarray(taus)))[:, 1]
+    theta0 = jnp.tile(model.section(jnp.array([1.0, 0.5])), (seeds, 1))
+    print("one-point case: mean w_2 at tau = 0.5, 1, 2 (closed form", np.round(exact, 5), ")")
+    for eta in (0.04, 0.02, 0.01):
+        tps = float(D.slow_time(1, eta, prob.scheme, 1))
+        for name, stepper in (
+            ("SGD", sb.DiscreteStepper(prob, eta)),
+            ("Euler-Maruyama", sb.SDEStepper(sb.SGDSDE(prob, eta), diffrax.Euler())),
+            ("stochastic Heun", sb.SDEStepper(sb.SGDSDE(prob, eta), diffrax.Heun())),
+        ):
+            t0 = time.time()
+            rec, _ = _run(stepper, theta0, data, lambda th, d: {"w": model.invariants(th)}, tps, taus)
+            m, se = _mean_se(rec["w"][:, :, 1])
+            rel = (m - exact) / exact
+            print(f"  eta={eta:<5} {name:16s} w2 = {np.round(m, 5)} +- {np.round(se, 5)}; "
+                  f"relative error {np.round(rel, 4)} ({time.time() - t0:.0f} s)")
+
+
+def _signed_problem(n=10, d=20, seed=0):
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
+    X = jax.random.normal(k1, (n, d)) * jnp.linspace(0.5, 2.0, d)
+    signs = jnp.where(jax.random.bernoulli(k2, 0.5, (d,)), 1.0, -1.0)
+    y = X @ (signs * jnp.abs(jax.random.normal(k3, (d,))) * 0.3)  # reachable with these signs
+    return X, y, signs
+
+
+def _report_end(label, betas, predictions, taus):
+    """Distance of the seed-mean beta(tau) to each prediction, relative, with a delta-method SE."""
+    for name, ref in predictions.items():
+        ref = np.asarray(ref)
+        d = np.linalg.norm(betas - ref, axis=-1) / np.linalg.norm(ref)  # per seed [S, T]
+        mean_beta = betas.mean(0)
+        dm = np.linalg.norm(mean_beta - ref, axis=-1) / np.linalg.norm(ref)
+        m, se = _mean_se(d)
+        print(f"    {label} vs {name:22s} |E beta - b*|/|b*| = {np.round(dm, 4)};  E|beta - b*|/|b*| = "
+              f"{np.round(m, 4)} +- {np.round(se, 4)} at tau = {taus}")
+
+
+def hadamard(seeds, depth=2):
+    """Label-noise SGD (batch 1, delta = 1) on a (deep) Hadamard product with unequal column scales,
+    from a balanced start with random signs s: the end point against the sign-constrained
+    prediction (weighted l1 at depth 2, sum a_j |beta_j|^(4/3) at depth 3), plain l1 and min l2."""
+    X, y, signs = _signed_problem()
+    n, d = X.shape
+    model = sb.Hadamard(d) if depth == 2 else sb.DeepHadamard(d, depth)
+    pen = D.depth_fibre_penalty(X, depth, signs=signs)
+    pred = D.solve_convex(pen, X, y)
+    other = D.depth_fibre_penalty(X, 2 if depth > 2 else 3, signs=signs)
+    preds = {
+        f"prediction (R*, depth {depth})": pred.beta,
+        "the other depth's R*": D.solve_convex(other, X, y).beta,
+        "plain l1": D.solve_convex(D.WeightedL1(jnp.ones(d)), X, y).beta,
+        "min l2": jnp.linalg.pinv(X) @ y,
+    }
+    print(f"depth {depth}: prediction residual {pred.residual:.1e}; support {int(np.sum(np.abs(np.asarray(pred.beta)) > 1e-8))} of {d}")
+    alpha = 0.5
+    layers = jnp.full((depth, d), alpha).at[-1].multiply(signs)
+    theta0 = jnp.tile(layers.reshape(-1) if depth > 2 else model.flatten({"p": layers[0], "q": layers[1]}), (seeds, 1))
+    prob = sb.Problem(model, sb.LabelNoise(sb.WithReplacement(1), 1.0), train=sb.Dataset(X, y))
+    taus = [2.0, 8.0, 32.0]
+    runs = [("SGD", eta, sb.DiscreteStepper(prob, eta)) for eta in ETAS]
+    runs.insert(2, ("SDE (Euler-Maruyama)", 0.01, sb.SDEStepper(sb.SGDSDE(prob, 0.01), diffrax.Euler())))
+    for label, eta, stepper in runs:
+        tps = float(D.slow_time(1, eta, prob.scheme, n))
+        t0 = time.time()
+        rec, div = _run(stepper, theta0, prob.train, lambda th, dd: {"w": model.invariants(th)}, tps, taus)
+        print(f"  {label}, eta = {eta}: {int(np.sum(np.asarray(div) >= 0))} diverged, {time.time() - t0:.0f} s")
+        _report_end(label, rec["w"], preds, taus)
+        end = rec["w"][:, -1]
+        off = np.abs(np.asarray(pred.beta)) < 1e-8
+        print(f"    off-support mean |beta_j| at the end: {np.abs(end[:, off]).mean():.2e}; "
+              f"sign violations: {int(np.sum(end * np.asarray(signs) < 0))}")
+
+
+class GroupHadamard(AbstractModel):
+    """``beta_j = s_{g(j)} v_j``; one scale per group (for this benchmark only)."""
+
+    group_of: tuple[int, ...] = eqx.field(static=True)
+
+    def __init__(self, groups):
+        owner = np.empty(sum(len(g) for g in groups), int)
+        for k, g in enumerate(groups):
+            owner[list(g)] = k
+        self.group_of = tuple(int(i) for i in owner)
+
+    @property
+    def block_shapes(self):
+        return {"s": (max(self.group_of) + 1,), "v": (len(self.group_of),)}
+
+    def predict(self, theta, x):
+        b = self.unflatten(theta)
+        return jnp.asarray(x) @ (b["s"][jnp.asarray(self.group_of)] * b["v"])
+
+    @property
+    def lie_algebra_dim(self):
+        return max(self.group_of) + 1
+
+    def action(self, theta, a):
+        b = self.unflatten(theta)
+        return self.flatten({"s": b["s"] * jnp.exp(a), "v": b["v"] * jnp.exp(-a)[jnp.asarray(self.group_of)]})
+
+    def invariants(self, theta):
+        b = self.unflatten(theta)
+        return b["s"][jnp.asarray(self.group_of)] * b["v"]
+
+    def section(self, q):
+        raise NotImplementedError
+
+
+def group(seeds):
+    """Label-noise SGD on a group Hadamard product (5 groups of 4, n = 12): the end point against the
+    calculator's group penalty 2 sum sqrt(tr C_g) |C_g^(1/2) beta_g| and the plain group lasso."""
+    n, G, k = 12, 5, 4
+    groups = [list(range(k * g, k * g + k)) for g in range(G)]
+    k1, k2 = jax.random.split(jax.random.PRNGKey(3))
+    X = jax.random.normal(k1, (n, G * k)) * jnp.repeat(jnp.array([0.6, 1.0, 1.4, 0.8, 1.2]), k)
+    y = X @ jax.random.normal(k2, (G * k,)) * 0.3
+    pen = D.group_fibre_penalty(X, groups)
+    pred = D.solve_convex(pen, X, y)
+    plain = D.solve_convex(D.GroupNorm(groups, jnp.ones(G)), X, y)
+    norms = [float(jnp.linalg.norm(pred.beta[jnp.asarray(g)])) for g in groups]
+    print(f"group: prediction residual {pred.residual:.1e}; group norms {np.round(norms, 4)}")
+    model = GroupHadamard(groups)
+    theta0 = jnp.tile(jnp.concatenate([jnp.full(G, 0.5), jnp.full(G * k, 0.5)]), (seeds, 1))
+    prob = sb.Problem(model, sb.LabelNoise(sb.WithReplacement(1), 1.0), train=sb.Dataset(X, y))
+    taus = [2.0, 8.0, 32.0]
+    for eta in ETAS:
+        tps = float(D.slow_time(1, eta, prob.scheme, n))
+        t0 = time.time()
+        rec, div = _run(sb.DiscreteStepper(prob, eta), theta0, prob.train, lambda th, dd: {"w": model.invariants(th)}, tps, taus)
+        print(f"  eta = {eta}: {int(np.sum(np.asarray(div) >= 0))} diverged, {time.time() - t0:.0f} s")
+        _report_end("SGD", rec["w"], {"prediction (group R*)": pred.beta, "plain group lasso": plain.beta,
+                                      "min l2": jnp.linalg.pinv(X) @ y}, taus)
+        end = rec["w"][:, -1]
+        gn = np.array([[np.linalg.norm(e[g]) for g in groups] for e in end])
+        m, se = _mean_se(gn)
+        print(f"    group norms at the end {np.round(m, 4)} +- {np.round(se, 4)}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("check", nargs="?", default="all", choices=["one_point", "hadamard", "depth3", "group", "all"])
+    ap.add_argument("--seeds", type=int, default=64)
+    args = ap.parse_args()
+    if args.check in ("one_point", "all"):
+        one_point(max(args.seeds, 256))
+    if args.check in ("hadamard", "all"):
+        hadamard(args.seeds, 2)
+    if args.check in ("depth3", "all"):
+        hadamard(args.seeds, 3)
+    if args.check in ("group", "all"):
+        group(args.seeds)
+
+
+if __name__ == "__main__":
+    main()
