@@ -26,7 +26,7 @@ SCENARIOS = sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml"))
 TIMEOUT_S = 300  # a quick variant takes 10-45 s on a loaded 2-core machine
 
 CASES = [(name, ["--variant", "quick", "--seeds", str(s)]) for name in SCENARIOS for s in (8, 16)]
-CASES.append(("matrix_completion", ["--set", "training.steps=2000", "--seeds", "8"]))
+CASES.append(("matrix_completion", ["--set", "training.steps=2000", "--set", "training.record_every=500", "--seeds", "8"]))
 IDS = [f"{name}[{' '.join(args)}]" for name, args in CASES]
 
 
