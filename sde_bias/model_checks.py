@@ -21,7 +21,7 @@ from .config_base import NO_VALUE
 from .datafile import shape_problems
 from .model_registry import MODEL_TYPES, ModelLoadError, build_model
 from .models import AbstractModel, Predictor
-from .user_models import abstract_call
+from .user_models import abstract_call, abstract_call_tree
 
 Problems = list[tuple[str, str, Any]]
 
@@ -80,41 +80,36 @@ def _read_facts(model: AbstractModel, kind: str, blame: str) -> tuple[ModelFacts
     x = jax.ShapeDtypeStruct(in_shape, xdt)
     xs = jax.ShapeDtypeStruct((2,) + in_shape, xdt)
     s = jax.ShapeDtypeStruct((k,), dtype)
-    expect = [
+    calls = [  # (what, thunk, expected shape); the first broken method is the (one-line) problem
         ("predict(theta, x)", lambda: abstract_call(model.predict, theta, x), out_shape),
         ("predict_batch(theta, xs)", lambda: abstract_call(model.predict_batch, theta, xs), (2,) + out_shape),
         ("generators(theta)", lambda: abstract_call(model.generators, theta), (k, p)),
         ("action(theta, s)", lambda: abstract_call(model.action, theta, s), (p,)),
         ("unbalance(theta, log_scales)", lambda: abstract_call(model.unbalance, theta, jax.ShapeDtypeStruct((n_unbalance,), dtype)), (p,)),
+        ("invariants(theta)", lambda: abstract_call(model.invariants, theta), None),
     ]
-    problems: Problems = []
-    for what, call, want in expect:
+    for what, call, want in calls:
         try:
-            got = call().shape
+            out = call()
         except ValueError as e:
-            problems.append((blame, f"{name}.{what} {e}", NO_VALUE))
-            continue
-        if tuple(got) != want:
-            problems.append((blame, f"{name}.{what} returns shape {tuple(got)}, expected {want}", NO_VALUE))
+            return None, [(blame, f"{name}.{what} {e}", NO_VALUE)]
+        if want is not None and tuple(out.shape) != want:
+            return None, [(blame, f"{name}.{what} returns shape {tuple(out.shape)}, expected {want}", NO_VALUE)]
+    q = out
+    if q.ndim != 1:
+        return None, [(blame, f"{name}.invariants(theta) returns shape {q.shape}, expected a flat vector", NO_VALUE)]
     try:
-        q = abstract_call(model.invariants, theta)
-        if q.ndim != 1:
-            problems.append((blame, f"{name}.invariants(theta) returns shape {q.shape}, expected a flat vector", NO_VALUE))
-        elif not (isinstance(model, Predictor) and model.section_fn is None):  # no section: said when used
+        if not (isinstance(model, Predictor) and model.section_fn is None):  # no section: said when used
+            what = "section(q)"
             ts = abstract_call(model.section, jax.ShapeDtypeStruct(q.shape, dtype))
             if tuple(ts.shape) != (p,):
-                problems.append((blame, f"{name}.section(q) returns shape {tuple(ts.shape)}, expected {(p,)}", NO_VALUE))
-        abstract_balance = jax.eval_shape(model.balance, theta)
-        if not isinstance(abstract_balance, dict):
-            problems.append((blame, f"{name}.balance(theta) returns {type(abstract_balance).__name__}, not a dict", NO_VALUE))
+                return None, [(blame, f"{name}.section(q) returns shape {tuple(ts.shape)}, expected {(p,)}", NO_VALUE)]
+        what = "balance(theta)"
+        balance = abstract_call_tree(model.balance, theta)
     except ValueError as e:
-        problems.append((blame, f"{name}: {e}", NO_VALUE))
-        return None, problems
-    except Exception as e:  # noqa: BLE001 - balance of a user's model
-        problems.append((blame, f"{name}.balance(theta) fails ({type(e).__name__}: {e})", NO_VALUE))
-        return None, problems
-    if problems:
-        return None, problems
+        return None, [(blame, f"{name}.{what} {e}", NO_VALUE)]
+    if not isinstance(balance, dict):
+        return None, [(blame, f"{name}.balance(theta) returns {type(balance).__name__}, not a dict", NO_VALUE)]
     matrix = None
     if hasattr(model, "matrix"):
         matrix = tuple(jax.eval_shape(model.matrix, theta).shape)

@@ -268,6 +268,9 @@ def build_model(cfg):
     target = import_object(target_path, bad_key or "type")
     if bad_key and not (isinstance(target, type) and _is_model_class(target)):
         raise ModelLoadError("type", f"{cfg.type!r} is not a model class: it must subclass sde_bias.models.AbstractModel")
+    missing = sorted(getattr(target, "__abstractmethods__", ()))
+    if bad_key and missing:
+        raise ModelLoadError("type", f"{cfg.type} does not implement the model interface: missing {', '.join(missing)}")
     name = getattr(target, "__name__", target_path)
     try:
         model = target(**kwargs)

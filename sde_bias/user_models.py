@@ -39,15 +39,21 @@ def _function(path: str | None, key: str):
     return fn
 
 
-def abstract_call(fn, *args) -> jax.ShapeDtypeStruct:
-    """``jax.eval_shape(fn, *args)`` with the failure as one line: a function that turns a
-    traced array into a Python value is "not jittable"."""
+def abstract_call_tree(fn, *args):
+    """``jax.eval_shape(fn, *args)`` (any output pytree) with the failure as one line in a
+    ``ValueError``: a function that turns a traced array into a Python value is "not
+    jittable"."""
     try:
-        out = jax.eval_shape(fn, *args)
+        return jax.eval_shape(fn, *args)
     except jax.errors.JAXTypeError as e:
         raise ValueError(f"is not jittable ({type(e).__name__}: {_first_line(e)})") from None
     except Exception as e:  # noqa: BLE001 - user code: any failure is reported in one line
         raise ValueError(f"fails ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def abstract_call(fn, *args) -> jax.ShapeDtypeStruct:
+    """:func:`abstract_call_tree` for a function that must return one array."""
+    out = abstract_call_tree(fn, *args)
     if not isinstance(out, jax.ShapeDtypeStruct):
         raise ValueError(f"returns {type(out).__name__}, not one array")
     return out

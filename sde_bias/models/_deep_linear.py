@@ -21,21 +21,26 @@ from ._factorization import gl_generators
 def extra_symmetry_dim(widths: tuple[int, ...]) -> int:
     """Dimension of the linear symmetries of ``W_L ... W_1 x`` beyond ``prod_k GL(h_k)``.
 
-    With a scalar output (``h_L = 1``) every ``J`` in ``so(h_{L-1})`` and ``r`` in
-    ``R^{h_{L-2}}`` give the linear field ``dW_{L-1} = J W_L^T r^T`` (then
-    ``W_L dW_{L-1} = (W_L J W_L^T) r^T = 0``): ``dim so(h_{L-1}) * h_{L-2}`` extra
-    directions. With a scalar input (``h_0 = 1``), ``dW_2 = r W_1^T J`` likewise gives
-    ``dim so(h_1) * h_2``. Otherwise there are none. (Found by symmetry discovery: widths
-    ``(3, 2, 1)`` have a 7-dimensional algebra, not 4; checked in tests/test_models_new.py.)
+    A width-1 layer ``h_j = 1`` cuts the network into a part with a scalar output and a part
+    with a scalar input. After it (``j + 2 <= L``), every ``J`` in ``so(h_{j+1})`` and ``r``
+    in ``R^{h_{j+2}}`` give the linear field ``dW_{j+2} = r W_{j+1}^T J`` (then
+    ``dW_{j+2} W_{j+1} = r (W_{j+1}^T J W_{j+1}) = 0``): ``dim so(h_{j+1}) * h_{j+2}``
+    directions. Before it (``j >= 2``), ``dW_{j-1} = J W_j^T r^T`` likewise gives
+    ``dim so(h_{j-1}) * h_{j-2}``. A scalar input (``j = 0``) or output (``j = L``) is such a
+    layer. Without width-1 layers next to wider ones there are none. (Symmetry discovery
+    finds them: widths ``(3, 2, 1)`` have a 7-dimensional algebra, not 4; checked in
+    tests/test_models_new.py.)
     """
     w = tuple(widths)
-    if len(w) < 3:
-        return 0
+    L = len(w) - 1
     extra = 0
-    if w[-1] == 1:
-        extra += w[-2] * (w[-2] - 1) // 2 * w[-3]
-    if w[0] == 1:
-        extra += w[1] * (w[1] - 1) // 2 * w[2]
+    for j, h in enumerate(w):
+        if h != 1:
+            continue
+        if j + 2 <= L:
+            extra += w[j + 1] * (w[j + 1] - 1) // 2 * w[j + 2]
+        if j >= 2:
+            extra += w[j - 1] * (w[j - 1] - 1) // 2 * w[j - 2]
     return extra
 
 
@@ -49,9 +54,12 @@ class DeepLinear(AbstractModel):
     ``(W_{k+1} E_ab, -E_ab W_k)``, zero in the other layers. Lie algebra dimension
     ``sum_k h_k^2``.
 
-    This is the *whole* linear symmetry algebra unless an end is scalar next to a wider
-    layer (:func:`extra_symmetry_dim`); such widths are refused (use ``type: predictor``
-    to run them with the discovered algebra).
+    This is the *whole* linear symmetry algebra unless a width-1 layer (a scalar input or
+    output included) sits next to a wider one (:func:`extra_symmetry_dim`); such widths are
+    refused (``type: predictor`` runs them with the discovered algebra). An inner width larger than both its
+    neighbours (``h_k > h_{k-1}, h_{k+1}``) has a stabiliser (``S = u v^T`` with
+    ``W_{k+1} u = 0``, ``v^T W_k = 0``): there the ``k`` generator fields have rank below
+    ``k`` at every point and ``log det G = -inf``.
 
     Invariants: the product ``M = W_L ... W_1`` (``(h_L, h_0)``, flattened row major).
 
@@ -73,10 +81,10 @@ class DeepLinear(AbstractModel):
         if extra:
             declared = sum(h * h for h in widths[1:-1])
             raise ValueError(
-                f"DeepLinear widths {list(widths)}: a scalar end next to a wider layer has {extra} linear "
+                f"DeepLinear widths {list(widths)}: a width-1 layer next to a wider one gives {extra} linear "
                 f"symmetries beyond GL(h_k) (algebra dimension {declared + extra}, not {declared}; "
-                "e.g. dW_{L-1} = J W_L^T r^T with J antisymmetric); use an end width >= 2, a width-1 "
-                "layer next to it, or type: predictor (discovered symmetry)"
+                "e.g. dW_{L-1} = J W_L^T r^T with J antisymmetric for a scalar output); use widths >= 2 "
+                "next to it, or type: predictor (discovered symmetry)"
             )
         self.widths = widths
 
