@@ -209,7 +209,7 @@ def shape_problems(
                 problems.append((f"data.{field}", f"has shape {a.shape} in {cfg.path}; one {what} of model {kind} has shape {shape}, so it needs shape {need}", NO_VALUE))
             elif not np.all(np.isfinite(a)):
                 problems.append((f"data.{field}", f"has non-finite values in {cfg.path}", NO_VALUE))
-        if x.shape[:1] != y.shape[:1]:
+        if not problems and x.shape[:1] != y.shape[:1]:
             problems.append((f"data.{fy}", f"has {y.shape[0] if y.ndim else 0} samples in {cfg.path}, data.{fx} has {x.shape[0] if x.ndim else 0}", NO_VALUE))
         if input_bounds is not None and conform(x, input_shape, csv_file) is not None:
             xi = conform(x, input_shape, csv_file).reshape(x.shape[0], -1)
