@@ -22,12 +22,14 @@ import csv
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 
-import numpy as np
 from pydantic import Field
 
 from .config_base import NO_VALUE, ConfigBlock
+
+if TYPE_CHECKING:  # numpy is imported when a file is read (sde-bias --help stays light)
+    import numpy as np
 
 FORMATS = (".npz", ".h5", ".hdf5", ".csv")
 Key = Annotated[str, Field(min_length=1)] | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
@@ -99,6 +101,8 @@ def _single_key(key, field: str, shown: str, fmt: str) -> str:
 
 
 def _read_npz(path: Path, shown: str, names: dict) -> dict:
+    import numpy as np
+
     try:
         with np.load(path, allow_pickle=False) as f:
             out = {}
@@ -115,6 +119,8 @@ def _read_npz(path: Path, shown: str, names: dict) -> dict:
 
 
 def _read_h5(path: Path, shown: str, names: dict) -> dict:
+    import numpy as np
+
     import h5py
 
     try:
@@ -136,6 +142,8 @@ def _read_h5(path: Path, shown: str, names: dict) -> dict:
 
 
 def _read_csv(path: Path, shown: str, names: dict) -> dict:
+    import numpy as np
+
     try:
         with path.open(newline="") as fh:
             rows = list(csv.reader(fh))
@@ -193,6 +201,8 @@ def shape_problems(
 ) -> tuple[list[tuple[str, str, Any]], int | None]:
     """Check the file's arrays against the model (``kind`` names it in messages). Returns
     ``(problems, number of training samples)``."""
+    import numpy as np
+
     try:
         arr = read_arrays(cfg)
     except DataFileError as e:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from helpers import ROOT
 
-from sde_bias.model_registry import PredictorConfig, build_model
+from sde_bias.model_registry import PredictorConfig, build_model, import_object
 from sde_bias.scenario import ScenarioError, load_scenario, scenario_from_dict
 from sde_bias.sde import SGDSDE
 from sde_bias.symmetry import (
@@ -43,9 +43,7 @@ def _at_root(monkeypatch):
 
 
 def _models():
-    from examples.my_models import GatedLinear
-
-    cls_model = GatedLinear(3)
+    cls_model = import_object("examples.my_models:GatedLinear")(3)
     cfg = PredictorConfig.model_validate(
         {"type": "predictor", "function": "examples.my_models:gated_linear", "params": {"a": [], "w": [3]}, "input_shape": [3],
          "invariants": "examples.my_models:gated_invariants", "section": "examples.my_models:gated_section"}
