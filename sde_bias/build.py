@@ -33,12 +33,9 @@ from . import observables as _observables
 from .data import Dataset, TeacherStream
 from .losses import L1Penalty, NoPenalty, SquaredLoss
 from .problem import Problem
-from .scenario import (
-    Scenario,
-    ScenarioError,
-    _model_blocks,
-    model_input_shape,
-)
+from .config_base import NO_VALUE
+from .model_registry import ModelLoadError, build_model as build_model
+from .scenario import Scenario, ScenarioError
 
 # ---------------------------------------------------------------------------
 # precision
@@ -57,10 +54,8 @@ def dtype_of(sc: Scenario):
 
 
 def _error(sc: Scenario, path: str, message: str, value: Any = None):
-    from .scenario import _NOVALUE
-
     label = sc.source if not sc.variant else f"{sc.source} [variant {sc.variant}]"
-    return ScenarioError(label, [(path, message, _NOVALUE if value is None else value)])
+    return ScenarioError(label, [(path, message, NO_VALUE if value is None else value)])
 
 
 # ---------------------------------------------------------------------------
@@ -68,28 +63,11 @@ def _error(sc: Scenario, path: str, message: str, value: Any = None):
 # ---------------------------------------------------------------------------
 
 
-def build_model(cfg):
-    """The model object for a model config."""
-    from . import models as M
-
-    t = cfg.type
-    if t == "scalar_product":
-        return M.ScalarProduct()
-    if t == "linear":
-        return M.Linear(cfg.dim, M.make_features(cfg.features, cfg.dim))
-    if t == "hadamard":
-        return M.Hadamard(cfg.dim, M.make_features(cfg.features, cfg.dim))
-    if t == "deep_hadamard":
-        return M.DeepHadamard(cfg.dim, cfg.depth, M.make_features(cfg.features, cfg.dim))
-    if t == "matrix_factorization":
-        return M.MatrixFactorization(cfg.rows, cfg.rank, cfg.cols)
-    if t == "relu":
-        return M.TwoLayerReLU(cfg.in_dim, cfg.hidden, cfg.out_dim)
-    if t == "attention":
-        return M.Attention(cfg.seq_len, cfg.embed_dim, cfg.head_dim, cfg.value_dim, cfg.output_dim)
-    if t == "cumsum_hadamard":
-        return M.CumsumHadamard(cfg.length)
-    raise AssertionError(t)
+def _model(sc: Scenario, cfg, key: str):
+    try:
+        return build_model(cfg)
+    except ModelLoadError as e:
+        raise _error(sc, f"{key}.{e.key}" if e.key else key, e.message) from None
 
 
 def log_scales_array(spec, n: int, dtype) -> jax.Array:
@@ -102,19 +80,6 @@ def log_scales_array(spec, n: int, dtype) -> jax.Array:
     return jnp.full((n,), spec, dtype)
 
 
-def apply_unbalance(model, cfg, theta, s):
-    """Move ``theta`` along its orbit by the diagonal group element ``exp(s)``."""
-    from . import models as M
-
-    if cfg.type == "relu":
-        return M.unbalance_units(model, theta, s)
-    if cfg.type == "attention":
-        return M.unbalance_columns(model, theta, s)
-    if cfg.type == "matrix_factorization":
-        return model.action(theta, jnp.diag(s).ravel())
-    return model.action(theta, s)
-
-
 def _draw_scalar(spec, key, dtype):
     if isinstance(spec, dict):
         (kind, (a, b)), = spec.items()
@@ -125,17 +90,16 @@ def _draw_scalar(spec, key, dtype):
     return jnp.asarray(spec, dtype)
 
 
-def make_init_fn(model, model_cfg, init_cfg, dtype) -> Callable:
+def make_init_fn(model, init_cfg, dtype) -> Callable:
     """``key -> theta``: ``point + std * N(0, 1)`` per block (Gaussian keys: one split of
-    ``fold_in(key, 0)`` per block, in block order), then ``unbalance``, then
-    ``block_scale`` (random factors from ``fold_in(fold_in(key, 1), i)`` for the i-th
-    listed block)."""
-    shapes = _model_blocks(model_cfg)
+    ``fold_in(key, 0)`` per block, in block order), then ``unbalance`` (the model's own
+    orbit move, :meth:`~sde_bias.models.AbstractModel.unbalance`), then ``block_scale``
+    (random factors from ``fold_in(fold_in(key, 1), i)`` for the i-th listed block)."""
+    shapes = model.block_shapes
     point = init_cfg.point or {}
     std = init_cfg.std
     unbalance = init_cfg.unbalance
     block_scale = init_cfg.block_scale or {}
-    from .scenario import unbalance_length
 
     def init(key):
         kg = jax.random.split(jax.random.fold_in(key, 0), len(shapes))
@@ -147,8 +111,8 @@ def make_init_fn(model, model_cfg, init_cfg, dtype) -> Callable:
             blocks[name] = mean + jnp.asarray(s, dtype) * jax.random.normal(k, shape, dtype)
         theta = model.flatten(blocks)
         if unbalance is not None:
-            s = log_scales_array(unbalance.log_scales, unbalance_length(model_cfg), dtype)
-            theta = apply_unbalance(model, model_cfg, theta, s)
+            s = log_scales_array(unbalance.log_scales, model.unbalance_length, dtype)
+            theta = model.unbalance(theta, s)
         if block_scale:
             blocks = dict(model.unflatten(theta))
             for i, (name, spec) in enumerate(block_scale.items()):
@@ -212,6 +176,10 @@ def _sample(stream, key, num: int, dtype):
     return _sample_jit(stream, key, num, dtype)
 
 
+def _num_invariants(model, dtype) -> int:
+    return jax.eval_shape(model.invariants, jax.ShapeDtypeStruct((model.num_params,), dtype)).shape[0]
+
+
 def build_problem(sc: Scenario) -> BuiltProblem:
     """Build the :class:`~sde_bias.problem.Problem` of a scenario (deterministic: the data
     depend only on ``data.seed``)."""
@@ -219,33 +187,33 @@ def build_problem(sc: Scenario) -> BuiltProblem:
 
     ensure_precision(sc)
     dtype = dtype_of(sc)
-    model = build_model(sc.model)
+    model = _model(sc, sc.model, "model")
     d = sc.data
-    dkey = jax.random.PRNGKey(d.seed)
+    dkey = jax.random.PRNGKey(getattr(d, "seed", 0))
     k0, k1, k2 = (jax.random.fold_in(dkey, i) for i in range(3))
     train = stream = test = target = None
     extras: dict[str, np.ndarray] = {}
 
     if d.type == "fixed":
-        xdt = jnp.int32 if sc.model.type == "matrix_factorization" else dtype
+        xdt = jnp.int32 if model.input_bounds is not None else dtype
         train = Dataset(jnp.asarray(d.x, xdt), jnp.asarray(d.y, dtype))
         if d.target is not None:
             target = jnp.asarray(d.target, dtype).reshape(-1)
     elif d.type == "teacher_student":
         tcfg = d.teacher.model or sc.model
-        teacher = build_model(tcfg)
+        teacher = _model(sc, tcfg, "data.teacher.model" if d.teacher.model is not None else "model")
         teacher_theta = _jitted_init(teacher, tcfg, d.teacher, dtype, batched=False)(k0)
         extras["teacher_params"] = np.asarray(teacher_theta)
-        stream = TeacherStream(teacher, teacher_theta, model_input_shape(sc.model), float(d.noise_std))
+        stream = TeacherStream(teacher, teacher_theta, model.input_shape, float(d.noise_std))
         if d.n_train is not None:
             train, stream = _sample(stream, k1, d.n_train, dtype), None
-            s_for_test = TeacherStream(teacher, teacher_theta, model_input_shape(sc.model), float(d.noise_std))
+            s_for_test = TeacherStream(teacher, teacher_theta, model.input_shape, float(d.noise_std))
         else:
             s_for_test = stream
         if d.n_test is not None:
             test = _sample(s_for_test, k2, d.n_test, dtype)
     elif d.type == "completion":
-        size = sc.model.rows
+        size = jax.eval_shape(model.matrix, jax.ShapeDtypeStruct((model.num_params,), dtype)).shape[0]
         m_star = jax.jit(D.low_rank_target, static_argnums=(1, 2, 3))(k0, size, tuple(d.singular_values), dtype)
         train, mask = D.completion_dataset(k1, m_star, d.observe_prob)
         if train.size == 0:
@@ -256,7 +224,7 @@ def build_problem(sc: Scenario) -> BuiltProblem:
         extras["observed_mask"] = np.asarray(mask).astype(np.int8)
     elif d.type == "sparse_cosine":
         train, test, w = jax.jit(D.sparse_cosine_signal, static_argnums=(1, 2, 3, 4, 5, 6))(
-            k0, sc.model.dim, d.nnz, d.n_train, d.n_test, float(d.noise_std), dtype
+            k0, _num_invariants(model, dtype), d.nnz, d.n_train, d.n_test, float(d.noise_std), dtype
         )
         target = w
     elif d.type == "step_signal":
@@ -265,6 +233,16 @@ def build_problem(sc: Scenario) -> BuiltProblem:
             k0, s_star, d.num_measurements, float(d.noise_std)
         )
         target = s_star
+    elif d.type == "file":
+        from .datafile import DataFileError, model_arrays
+
+        try:
+            x, y, tx, ty = model_arrays(d, model.input_shape, model.output_shape)
+        except DataFileError as e:
+            raise _error(sc, e.key, e.message) from None
+        xdt = jnp.int32 if model.input_bounds is not None else dtype
+        train = Dataset(jnp.asarray(x, xdt), jnp.asarray(y, dtype))
+        test = Dataset(jnp.asarray(tx, xdt), jnp.asarray(ty, dtype)) if tx is not None else None
     else:  # pragma: no cover
         raise AssertionError(d.type)
 
@@ -363,7 +341,7 @@ def _jitted_init(model, model_cfg, init_cfg, dtype, batched: bool):
     cache_key = (model_cfg.model_dump_json(), init_cfg.model_dump_json(), jnp.dtype(dtype).name, batched)
     fn = _INIT_CACHE.get(cache_key)
     if fn is None:
-        init = make_init_fn(model, model_cfg, init_cfg, dtype)
+        init = make_init_fn(model, init_cfg, dtype)
         if batched:
             fn = jax.jit(jax.vmap(lambda k: init(jax.random.fold_in(k, 0))))
         else:

@@ -25,7 +25,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
+
+from .config_base import NO_VALUE, ConfigBlock
+from .datafile import FileData
+from .model_registry import MODEL_TYPES as MODEL_TYPES, ModelConfig
 
 SCHEMA_VERSION = 1
 
@@ -57,7 +61,7 @@ class ScenarioError(UserError):
         super().__init__("\n".join(lines))
 
 
-_NOVALUE = object()
+_NOVALUE = NO_VALUE
 
 
 def _short(value, limit: int = 80) -> str:
@@ -147,11 +151,9 @@ def read_yaml_file(path) -> Any:
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
-FeatureKind = Literal["identity", "cosine"]
 
 
-class _Block(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+_Block = ConfigBlock
 
 
 def _is_number(v) -> bool:
@@ -169,100 +171,7 @@ def _check_nested_numbers(v, what: str):
     raise ValueError(f"{what} must be a number or a (nested) list of numbers")
 
 
-# ---- models ---------------------------------------------------------------
-
-
-class ScalarProductModel(_Block):
-    """``f = u v x``: the hyperbola toy (blocks ``u``, ``v``; input a scalar)."""
-
-    type: Literal["scalar_product"]
-
-
-class LinearModel(_Block):
-    """``f = phi(x) . w`` (block ``w``): the vanilla baseline without symmetry."""
-
-    type: Literal["linear"]
-    dim: PositiveInt
-    features: FeatureKind = "identity"
-
-
-class HadamardModel(_Block):
-    """``f = phi(x) . (p * q)`` (blocks ``p``, ``q``)."""
-
-    type: Literal["hadamard"]
-    dim: PositiveInt
-    features: FeatureKind = "identity"
-
-
-class DeepHadamardModel(_Block):
-    """``f = phi(x) . (u1 * ... * uD)`` (blocks ``u1``..``uD``)."""
-
-    type: Literal["deep_hadamard"]
-    dim: PositiveInt
-    depth: Annotated[int, Field(ge=2)]
-    features: FeatureKind = "identity"
-
-
-class MatrixFactorizationModel(_Block):
-    """``M = P Q`` (blocks ``P`` rows x rank, ``Q`` rank x cols); input an index pair."""
-
-    type: Literal["matrix_factorization"]
-    rows: PositiveInt
-    rank: PositiveInt
-    cols: PositiveInt
-
-
-class ReluModel(_Block):
-    """``f = V relu(W x)`` (blocks ``W`` hidden x in_dim, ``V`` out_dim x hidden)."""
-
-    type: Literal["relu"]
-    in_dim: PositiveInt
-    hidden: PositiveInt
-    out_dim: PositiveInt = 1
-
-
-class AttentionModel(_Block):
-    """Single-head softmax attention (blocks ``WQ``, ``WK``, optional ``WV``, ``WO``)."""
-
-    type: Literal["attention"]
-    seq_len: PositiveInt
-    embed_dim: PositiveInt
-    head_dim: PositiveInt
-    value_dim: PositiveInt | None = None
-    output_dim: PositiveInt | None = None
-
-
-class CumsumHadamardModel(_Block):
-    """``s = cumsum(w1 * w2)``, ``f = x . s`` (blocks ``w1``, ``w2``)."""
-
-    type: Literal["cumsum_hadamard"]
-    length: PositiveInt
-
-
-ModelConfig = Annotated[
-    Union[
-        ScalarProductModel,
-        LinearModel,
-        HadamardModel,
-        DeepHadamardModel,
-        MatrixFactorizationModel,
-        ReluModel,
-        AttentionModel,
-        CumsumHadamardModel,
-    ],
-    Field(discriminator="type"),
-]
-
-MODEL_TYPES = [
-    "scalar_product",
-    "linear",
-    "hadamard",
-    "deep_hadamard",
-    "matrix_factorization",
-    "relu",
-    "attention",
-    "cumsum_hadamard",
-]
+# ---- models: sde_bias.model_registry (ModelConfig, MODEL_TYPES) --------------
 
 
 # ---- initialisation -------------------------------------------------------
@@ -451,11 +360,11 @@ class StepSignalData(_Block):
 
 
 DataConfig = Annotated[
-    Union[FixedData, TeacherStudentData, CompletionData, SparseCosineData, StepSignalData],
+    Union[FixedData, TeacherStudentData, CompletionData, SparseCosineData, StepSignalData, FileData],
     Field(discriminator="type"),
 ]
 
-DATA_TYPES = ["fixed", "teacher_student", "completion", "sparse_cosine", "step_signal"]
+DATA_TYPES = ["fixed", "teacher_student", "completion", "sparse_cosine", "step_signal", "file"]
 
 
 # ---- loss, penalty, noise, training, seeds ----------------------------------
@@ -592,7 +501,7 @@ def _unwrap(ann):
         ann = typing.get_args(ann)[0]
     origin = typing.get_origin(ann)
     if origin in (Union, types.UnionType):
-        members = [a for a in typing.get_args(ann) if a is not type(None)]
+        members = [_strip_annotated(a) for a in typing.get_args(ann) if a is not type(None)]
         models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
         if len(models) > 1:
             return "union", models
@@ -610,7 +519,15 @@ def _unwrap(ann):
     return None, None
 
 
+def _strip_annotated(ann):
+    while typing.get_origin(ann) is Annotated:
+        ann = typing.get_args(ann)[0]
+    return ann
+
+
 def _tag_of(model_cls) -> str | None:
+    if isinstance(getattr(model_cls, "tag", None), str):  # a block whose type is free text
+        return model_cls.tag
     f = model_cls.model_fields.get("type") or model_cls.model_fields.get("kind")
     if f is None:
         return None
@@ -673,10 +590,12 @@ def _message_for(err: dict, parent) -> str:
         return text
     if typ == "missing":
         return "required key is missing"
-    if typ == "union_tag_invalid":
-        return f"unknown {ctx.get('discriminator', 'type').strip(chr(39))} {ctx.get('tag')!r}; expected one of: {ctx.get('expected_tags')}"
-    if typ == "union_tag_not_found":
-        return f"needs a {ctx.get('discriminator', 'type').strip(chr(39))!s} key"
+    if typ in ("union_tag_invalid", "union_tag_not_found"):
+        disc = ctx.get("discriminator", "type").strip(chr(39))
+        disc = "type" if disc.endswith("()") else disc  # a callable discriminator reads `type`
+        if typ == "union_tag_invalid":
+            return f"unknown {disc} {ctx.get('tag')!r}; expected one of: {ctx.get('expected_tags')}"
+        return f"needs a {disc} key"
     msg = err["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
@@ -780,85 +699,6 @@ def _list_item(lst, k, text):
 # ---------------------------------------------------------------------------
 
 
-def _model_blocks(m) -> dict[str, tuple[int, ...]]:
-    """Parameter block shapes of a model config (without building the model)."""
-    t = m.type
-    if t == "scalar_product":
-        return {"u": (), "v": ()}
-    if t == "linear":
-        return {"w": (m.dim,)}
-    if t == "hadamard":
-        return {"p": (m.dim,), "q": (m.dim,)}
-    if t == "deep_hadamard":
-        return {f"u{i + 1}": (m.dim,) for i in range(m.depth)}
-    if t == "matrix_factorization":
-        return {"P": (m.rows, m.rank), "Q": (m.rank, m.cols)}
-    if t == "relu":
-        return {"W": (m.hidden, m.in_dim), "V": (m.out_dim, m.hidden)}
-    if t == "attention":
-        b = {"WQ": (m.embed_dim, m.head_dim), "WK": (m.embed_dim, m.head_dim)}
-        if m.value_dim is not None:
-            b["WV"] = (m.embed_dim, m.value_dim)
-        if m.output_dim is not None:
-            b["WO"] = (m.value_dim, m.output_dim)
-        return b
-    if t == "cumsum_hadamard":
-        return {"w1": (m.length,), "w2": (m.length,)}
-    raise AssertionError(t)
-
-
-def model_input_shape(m) -> tuple[int, ...] | None:
-    """Shape of one input ``x`` (``None``: integer index pairs / not drawable)."""
-    t = m.type
-    if t == "scalar_product":
-        return ()
-    if t in ("linear", "hadamard", "deep_hadamard"):
-        return () if m.features == "cosine" else (m.dim,)
-    if t == "matrix_factorization":
-        return (2,)
-    if t == "relu":
-        return (m.in_dim,)
-    if t == "attention":
-        return (m.seq_len, m.embed_dim)
-    if t == "cumsum_hadamard":
-        return (m.length,)
-    raise AssertionError(t)
-
-
-def model_output_shape(m) -> tuple[int, ...]:
-    t = m.type
-    if t == "relu":
-        return (m.out_dim,)
-    if t == "attention":
-        out = m.output_dim or m.value_dim or m.embed_dim
-        return (m.seq_len, out)
-    return ()
-
-
-def unbalance_length(m) -> int | None:
-    """Length of ``init.unbalance.log_scales`` for a model (``None``: no symmetry)."""
-    t = m.type
-    if t == "scalar_product":
-        return 1
-    if t in ("hadamard",):
-        return m.dim
-    if t == "deep_hadamard":
-        return m.dim * (m.depth - 1)
-    if t == "matrix_factorization":
-        return m.rank
-    if t == "relu":
-        return m.hidden
-    if t == "attention":
-        return m.head_dim
-    if t == "cumsum_hadamard":
-        return m.length
-    return None
-
-
-def _model_size(m) -> int | None:
-    return getattr(m, "dim", None) or getattr(m, "length", None)
-
-
 def _static_data_size(d) -> int | None:
     if d.type == "fixed":
         return len(d.y)
@@ -871,58 +711,6 @@ def _static_data_size(d) -> int | None:
     return None  # completion: random, checked at build time
 
 
-def _check_init(init: InitConfig, model, prefix: str, problems):
-    blocks = _model_blocks(model)
-    names = ", ".join(blocks)
-    if init.std is None and init.point is None:
-        problems.append((prefix, "needs `std` (Gaussian N(0, std^2)) and/or `point` (explicit parameters)", _NOVALUE))
-    if isinstance(init.std, dict):
-        for k in init.std:
-            if k not in blocks:
-                problems.append((f"{prefix}.std.{k}", f"unknown block of model {model.type}; blocks: {names}", _NOVALUE))
-        missing = [k for k in blocks if k not in init.std]
-        if missing and init.point is None:
-            problems.append((f"{prefix}.std", f"no std for blocks {missing} (give every block: {names})", init.std))
-    if init.point is not None:
-        for k, v in init.point.items():
-            if k not in blocks:
-                problems.append((f"{prefix}.point.{k}", f"unknown block of model {model.type}; blocks: {names}", _NOVALUE))
-                continue
-            shape = _nested_shape(v)
-            if shape is None:
-                problems.append((f"{prefix}.point.{k}", "ragged nested list", v))
-            elif shape != () and shape != blocks[k]:
-                problems.append(
-                    (f"{prefix}.point.{k}", f"shape {shape} does not match block shape {blocks[k]} (or give one number)", _NOVALUE)
-                )
-        missing = [k for k in blocks if k not in init.point]
-        if missing and init.std is None:
-            problems.append((f"{prefix}.point", f"no value for blocks {missing} and no std", _NOVALUE))
-    if init.unbalance is not None:
-        n = unbalance_length(model)
-        if n is None:
-            problems.append((f"{prefix}.unbalance", f"model {model.type} has no symmetry to unbalance", _NOVALUE))
-        else:
-            ls = init.unbalance.log_scales
-            if isinstance(ls, list) and len(ls) != n:
-                problems.append(
-                    (f"{prefix}.unbalance.log_scales", f"needs {n} entries for this model (or a number, or {{linspace: [a, b]}})", ls)
-                )
-    if init.block_scale is not None:
-        for k in init.block_scale:
-            if k not in blocks:
-                problems.append((f"{prefix}.block_scale.{k}", f"unknown block of model {model.type}; blocks: {names}", _NOVALUE))
-
-
-def _nested_shape(v) -> tuple[int, ...] | None:
-    if not isinstance(v, list):
-        return ()
-    subs = [_nested_shape(a) for a in v]
-    if any(s is None for s in subs) or len(set(subs)) > 1:
-        return None
-    return (len(v),) + subs[0]
-
-
 def check_scenario(sc: Scenario, presets: dict | None = None) -> list[tuple[str, str, Any]]:
     """Cross-field checks that the per-key schema cannot express. Returns problems."""
     from . import observables as _obs
@@ -930,83 +718,13 @@ def check_scenario(sc: Scenario, presets: dict | None = None) -> list[tuple[str,
 
     problems: list[tuple[str, str, Any]] = []
     add = problems.append
-    m, d, n, t = sc.model, sc.data, sc.noise, sc.training
+    d, n, t = sc.data, sc.noise, sc.training
 
-    # ---- model
-    if m.type == "attention" and m.output_dim is not None and m.value_dim is None:
-        add(("model.output_dim", "needs model.value_dim (W_O comes after W_V)", m.output_dim))
+    # ---- model, init and data: asked of the model (sde_bias.model_checks)
+    from .model_checks import scenario_problems
 
-    # ---- init and teacher
-    _check_init(sc.init, m, "init", problems)
-
-    # ---- data / model compatibility
-    size = _model_size(m)
-    if d.type == "fixed":
-        if len(d.x) != len(d.y):
-            add(("data.y", f"needs one entry per sample of data.x ({len(d.x)})", f"{len(d.y)} entries"))
-        want_in, want_out = model_input_shape(m), model_output_shape(m)
-        for i, x in enumerate(d.x):
-            s = _nested_shape(x)
-            if s != want_in:
-                add((f"data.x[{i}]", f"one input of model {m.type} has shape {want_in}", x))
-                break
-        for i, y in enumerate(d.y):
-            s = _nested_shape(y)
-            if s != want_out:
-                add((f"data.y[{i}]", f"one output of model {m.type} has shape {want_out}", y))
-                break
-        if m.type == "matrix_factorization":
-            for i, x in enumerate(d.x):
-                if _nested_shape(x) == (2,) and not (
-                    all(isinstance(a, int) for a in x) and 0 <= x[0] < m.rows and 0 <= x[1] < m.cols
-                ):
-                    add((f"data.x[{i}]", f"an index pair [i, j] of integers with 0 <= i < {m.rows}, 0 <= j < {m.cols}", x))
-                    break
-        if d.target is not None and m.type not in ("scalar_product",):
-            pass  # checked against the invariants' shape at build time
-    elif d.type == "teacher_student":
-        if m.type == "matrix_factorization":
-            add(("data.type", "teacher_student draws Gaussian inputs; matrix_factorization takes index pairs (use completion)", d.type))
-        elif getattr(m, "features", "identity") == "cosine":
-            add(("data.type", "teacher_student draws Gaussian inputs; cosine features expect t in [0, 1] (use sparse_cosine)", d.type))
-        else:
-            tm = d.teacher.model or m
-            if d.teacher.model is not None:
-                if model_input_shape(tm) != model_input_shape(m):
-                    add(("data.teacher.model", f"teacher input shape {model_input_shape(tm)} differs from the student's {model_input_shape(m)}", _NOVALUE))
-                if model_output_shape(tm) != model_output_shape(m):
-                    add(("data.teacher.model", f"teacher output shape {model_output_shape(tm)} differs from the student's {model_output_shape(m)}", _NOVALUE))
-            _check_init(d.teacher, tm, "data.teacher", problems)
-        online = d.n_train is None
-        if online and n.scheme != "online":
-            add(("noise.scheme", "data teacher_student without n_train gives fresh samples every step: use scheme online (or set data.n_train for a fixed training set)", n.scheme))
-        if not online and n.scheme == "online":
-            add(("noise.scheme", "online draws fresh samples; it cannot be used with a fixed training set (data.n_train is set)", n.scheme))
-    elif d.type == "completion":
-        if m.type != "matrix_factorization":
-            add(("data.type", f"completion needs model type matrix_factorization, not {m.type}", d.type))
-        else:
-            if m.rows != m.cols:
-                add(("model.cols", f"completion needs a square matrix (rows = cols = {m.rows})", m.cols))
-            if d.size is not None and (d.size != m.rows or d.size != m.cols):
-                add(("data.size", f"must match the model's rows and cols ({m.rows} x {m.cols})", d.size))
-            if len(d.singular_values) > min(m.rows, m.cols):
-                add(("data.singular_values", f"at most min(rows, cols) = {min(m.rows, m.cols)} values", d.singular_values))
-    elif d.type == "sparse_cosine":
-        if m.type not in ("linear", "hadamard", "deep_hadamard") or m.features != "cosine":
-            add(("model", "sparse_cosine needs a linear, hadamard or deep_hadamard model with features: cosine", _NOVALUE))
-        else:
-            if d.dim is not None and d.dim != m.dim:
-                add(("data.dim", f"must equal model.dim ({m.dim})", d.dim))
-            if d.nnz > m.dim - 1:
-                add(("data.nnz", f"at most model.dim - 1 = {m.dim - 1} (frequencies 1..dim-1)", d.nnz))
-    elif d.type == "step_signal":
-        length = sum(p[1] for p in d.pieces)
-        if m.type not in ("cumsum_hadamard", "linear", "hadamard") or getattr(m, "features", "identity") != "identity":
-            add(("model", "step_signal needs a cumsum_hadamard model, or linear/hadamard with identity features", _NOVALUE))
-        elif size != length:
-            key = "model.length" if m.type == "cumsum_hadamard" else "model.dim"
-            add((key, f"must equal the signal length {length} (sum of data.pieces lengths)", size))
+    found, file_size = scenario_problems(sc)
+    problems += found
 
     # ---- noise scheme
     s = n.scheme
@@ -1025,7 +743,7 @@ def check_scenario(sc: Scenario, presets: dict | None = None) -> list[tuple[str,
             add(("noise.rho", f"only used by scheme bernoulli, not {s}", n.rho))
         if n.normalizer is not None:
             add(("noise.normalizer", f"only used by scheme bernoulli, not {s}", n.normalizer))
-    data_size = _static_data_size(d)
+    data_size = _static_data_size(d) or file_size
     if n.batch_size is not None and data_size is not None and s != "online" and n.batch_size > data_size:
         add(("noise.batch_size", f"larger than the dataset ({data_size} samples)", n.batch_size))
     if s == "online" and d.type != "teacher_student":

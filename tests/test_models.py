@@ -24,6 +24,8 @@ from sde_bias.models import (
     CosineFeatures,
     CumsumHadamard,
     DeepHadamard,
+    DeepLinear,
+    GroupHadamard,
     Hadamard,
     Linear,
     MatrixFactorization,
@@ -63,6 +65,10 @@ CASES = {
     "attention_qkv": (Attention(4, 5, 3, value_dim=2), _normal((4, 5))),
     "attention_qkvo": (Attention(4, 5, 3, value_dim=2, output_dim=3), _normal((4, 5))),
     "cumsum_hadamard": (CumsumHadamard(6), _normal((6,))),
+    "deep_linear_2": (DeepLinear((3, 2, 4)), _normal((3,))),
+    "deep_linear_3": (DeepLinear((2, 2, 3, 3)), _normal((2,))),
+    "group_hadamard_identity": (GroupHadamard(6, 2), _normal((6,))),
+    "group_hadamard_cosine": (GroupHadamard(6, 3, CosineFeatures(6)), _unit_interval),
 }
 
 case_names = pytest.mark.parametrize("name", list(CASES))

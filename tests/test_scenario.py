@@ -81,7 +81,7 @@ BAD = [
     ({"init__block_scale": {"u": {"gauss": 1}}}, "init.block_scale", "abs_normal", None),
     ({"data__y": [1.0, 2.0]}, "data.y", "one entry per sample of data.x (1)", None),
     ({"data__x": [[1.0, 2.0]]}, "data.x[0]", "one input of model scalar_product has shape ()", None),
-    ({"data": {"type": "completion", "singular_values": [1.0]}}, "data.type", "completion needs model type matrix_factorization", None),
+    ({"data": {"type": "completion", "singular_values": [1.0]}}, "data.type", "model scalar_product does not accept data of type completion; it takes: fixed, file, teacher_student", None),
     ({"data": {"type": "teacher_student", "teacher": {"std": 1.0}}}, "noise.scheme", "use scheme online", None),
     ({"extra_key": 1}, "extra_key", "unknown key 'extra_key'", None),
     (

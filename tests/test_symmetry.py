@@ -70,9 +70,27 @@ class OuterProduct(AbstractModel):
     def block_shapes(self):
         return {"u": (self.m,), "v": (self.d,)}
 
+    input_shape = property(lambda self: (self.d,))
+    input_bounds = property(lambda self: None)
+    output_shape = property(lambda self: (self.m,))
+    data_kinds = property(lambda self: frozenset({"teacher_student"}))
+    unbalance_length = property(lambda self: 1)
+
     def predict(self, theta, x):
         b = self.unflatten(theta)
         return b["u"] * (b["v"] @ x)
+
+    def predict_batch(self, theta, xs):
+        return models.predict_each(self, theta, xs)
+
+    def generators(self, theta):
+        return models.generators_by_jvp(self, theta)
+
+    def balance(self, theta):
+        return {}
+
+    def unbalance(self, theta, log_scales):
+        return self.action(theta, log_scales)
 
     @property
     def lie_algebra_dim(self):
@@ -104,9 +122,27 @@ class ReLUNeuron(AbstractModel):
     def block_shapes(self):
         return {"a": (), "w": (self.d,)}
 
+    input_shape = property(lambda self: (self.d,))
+    input_bounds = property(lambda self: None)
+    output_shape = property(lambda self: ())
+    data_kinds = property(lambda self: frozenset({"teacher_student"}))
+    unbalance_length = property(lambda self: 1)
+
     def predict(self, theta, x):
         b = self.unflatten(theta)
         return b["a"] * jax.nn.relu(b["w"] @ x)
+
+    def predict_batch(self, theta, xs):
+        return models.predict_each(self, theta, xs)
+
+    def generators(self, theta):
+        return models.generators_by_jvp(self, theta)
+
+    def balance(self, theta):
+        return {}
+
+    def unbalance(self, theta, log_scales):
+        return self.action(theta, log_scales)
 
     @property
     def lie_algebra_dim(self):

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 from jaxtyping import Array, Float
 
-from ._base import AbstractModel
-from ._factorization import _balanced_factors, _gl_generators
+from ._base import AbstractModel, predict_each
+from ._factorization import balanced_factors, gl_generators
 
 
 def _nuclear(a: Float[Array, "m n"]) -> Float[Array, ""]:
@@ -92,6 +92,23 @@ class Attention(AbstractModel):
             shapes["WO"] = (self.value_dim, self.output_dim)
         return shapes
 
+    @property
+    def input_shape(self):
+        return (self.seq_len, self.embed_dim)
+
+    @property
+    def input_bounds(self):
+        return None
+
+    @property
+    def output_shape(self):
+        """``(seq_len, output_dim)``, or ``value_dim`` / ``embed_dim`` without ``WO`` / ``WV``."""
+        return (self.seq_len, self.output_dim or self.value_dim or self.embed_dim)
+
+    @property
+    def data_kinds(self):
+        return frozenset({"teacher_student"})
+
     # ------------------------------------------------------------------ predictor
     def attention_weights(
         self, theta: Float[Array, " p"], X: Float[Array, "seq embed"]
@@ -110,6 +127,9 @@ class Attention(AbstractModel):
         if self.has_output:
             out = out @ b["WO"]
         return out
+
+    def predict_batch(self, theta, xs):
+        return predict_each(self, theta, xs)
 
     def qk_matrix(self, theta: Float[Array, " p"]) -> Float[Array, "embed embed"]:
         """``WQ WK^T``, the bilinear form of the scores."""
@@ -147,14 +167,14 @@ class Attention(AbstractModel):
         part (with ``WO``): ``(WV E_ab, -E_ab WO)``; zero in the other blocks."""
         b = self.unflatten(theta)
         h = self.head_dim
-        dQ, dKt = _gl_generators(b["WQ"], b["WK"].T)
+        dQ, dKt = gl_generators(b["WQ"], b["WK"].T)
         qk = {"WQ": dQ, "WK": jnp.swapaxes(dKt, 1, 2)}
         for name in ("WV", "WO"):
             if name in b:
                 qk[name] = jnp.zeros((h * h,) + b[name].shape, theta.dtype)
         rows = [self.flatten(qk)]
         if self.has_output:
-            dV, dO = _gl_generators(b["WV"], b["WO"])
+            dV, dO = gl_generators(b["WV"], b["WO"])
             k = self.value_dim**2
             vo = {
                 "WQ": jnp.zeros((k,) + b["WQ"].shape, theta.dtype),
@@ -174,11 +194,11 @@ class Attention(AbstractModel):
     def section(self, q):
         e = self.embed_dim
         qk = q[: e * e].reshape(e, e)
-        WQ, WKt = _balanced_factors(qk, self.head_dim)
+        WQ, WKt = balanced_factors(qk, self.head_dim)
         blocks = {"WQ": WQ, "WK": WKt.T}
         if self.has_output:
             vo = q[e * e :].reshape(e, self.output_dim)
-            blocks["WV"], blocks["WO"] = _balanced_factors(vo, self.value_dim)
+            blocks["WV"], blocks["WO"] = balanced_factors(vo, self.value_dim)
         elif self.has_value:
             blocks["WV"] = q[e * e :].reshape(e, self.value_dim)
         return self.flatten(blocks)
@@ -204,6 +224,14 @@ class Attention(AbstractModel):
             out["vo_mode_ratio"] = jnp.linalg.norm(WV, axis=0) / jnp.linalg.norm(WO, axis=1)
             out["vo_gram_difference"] = WV.T @ WV - WO @ WO.T
         return out
+
+    @property
+    def unbalance_length(self):
+        return self.head_dim
+
+    def unbalance(self, theta, log_scales):
+        """:func:`unbalance_columns` (``q_scale = 1``: a group element)."""
+        return unbalance_columns(self, theta, log_scales)
 
 
 def unbalance_columns(

@@ -15,7 +15,7 @@ from jaxtyping import Array, Float, Int
 from ._base import AbstractModel
 
 
-def _gl_generators(
+def gl_generators(
     left: Float[Array, "m r"], right: Float[Array, "r n"]
 ) -> tuple[Float[Array, "k m r"], Float[Array, "k r n"]]:
     """Generators of ``(L, R) -> (L expm(S), expm(-S) R)`` for ``S = E_ab``, row-major ``(a, b)``.
@@ -31,7 +31,7 @@ def _gl_generators(
     return dL, dR
 
 
-def _balanced_factors(
+def balanced_factors(
     matrix: Float[Array, "m n"], rank: int
 ) -> tuple[Float[Array, "m r"], Float[Array, "r n"]]:
     """SVD-balanced factors ``(U_r sqrt(S_r), sqrt(S_r) V_r^T)`` of ``matrix``.
@@ -91,6 +91,23 @@ class MatrixFactorization(AbstractModel):
     def block_shapes(self):
         return {"P": (self.rows, self.rank), "Q": (self.rank, self.cols)}
 
+    @property
+    def input_shape(self):
+        """One observed entry: an index pair ``(i, j)``."""
+        return (2,)
+
+    @property
+    def input_bounds(self):
+        return (self.rows, self.cols)
+
+    @property
+    def output_shape(self):
+        return ()
+
+    @property
+    def data_kinds(self):
+        return frozenset({"completion"})
+
     def matrix(self, theta: Float[Array, " p"]) -> Float[Array, "rows cols"]:
         """The product ``M = P Q``."""
         b = self.unflatten(theta)
@@ -126,14 +143,14 @@ class MatrixFactorization(AbstractModel):
         """Closed form of the generator fields (the action is linear in ``theta``):
         ``xi_{ab} = (P E_ab, -E_ab Q)``, rows in the row-major order of ``S``."""
         b = self.unflatten(theta)
-        dP, dQ = _gl_generators(b["P"], b["Q"])
+        dP, dQ = gl_generators(b["P"], b["Q"])
         return self.flatten({"P": dP, "Q": dQ})
 
     def invariants(self, theta):
         return self.matrix(theta).ravel()
 
     def section(self, q):
-        P, Q = _balanced_factors(q.reshape(self.rows, self.cols), self.rank)
+        P, Q = balanced_factors(q.reshape(self.rows, self.cols), self.rank)
         return self.flatten({"P": P, "Q": Q})
 
     def balance(self, theta):
@@ -146,3 +163,12 @@ class MatrixFactorization(AbstractModel):
             "gram_difference": P.T @ P - Q @ Q.T,
             "mode_ratio": jnp.linalg.norm(P, axis=0) / jnp.linalg.norm(Q, axis=1),
         }
+
+    @property
+    def unbalance_length(self):
+        return self.rank
+
+    def unbalance(self, theta, log_scales):
+        """The group element ``A = expm(diag(log_scales))``: column ``a`` of ``P`` times
+        ``exp(s_a)``, row ``a`` of ``Q`` divided by it."""
+        return self.action(theta, jnp.diag(log_scales).ravel())

@@ -11,8 +11,8 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._base import AbstractModel
-from ._features import IdentityFeatures
+from ._base import AbstractModel, generators_by_jvp, predict_each
+from ._features import as_features
 
 
 class ScalarProduct(AbstractModel):
@@ -26,8 +26,27 @@ class ScalarProduct(AbstractModel):
     def block_shapes(self):
         return {"u": (), "v": ()}
 
+    @property
+    def input_shape(self):
+        return ()
+
+    @property
+    def input_bounds(self):
+        return None
+
+    @property
+    def output_shape(self):
+        return ()
+
+    @property
+    def data_kinds(self):
+        return frozenset({"teacher_student"})
+
     def predict(self, theta, x) -> Float[Array, ""]:
         return theta[0] * theta[1] * jnp.asarray(x).reshape(())
+
+    def predict_batch(self, theta, xs):
+        return predict_each(self, theta, xs)
 
     @property
     def lie_algebra_dim(self) -> int:
@@ -36,6 +55,9 @@ class ScalarProduct(AbstractModel):
     def action(self, theta, s):
         a = jnp.exp(s[0])
         return jnp.stack([theta[0] * a, theta[1] / a])
+
+    def generators(self, theta):
+        return generators_by_jvp(self, theta)
 
     def invariants(self, theta):
         return (theta[0] * theta[1])[None]
@@ -46,6 +68,13 @@ class ScalarProduct(AbstractModel):
 
     def balance(self, theta):
         return {"imbalance": theta[0] ** 2 - theta[1] ** 2}
+
+    @property
+    def unbalance_length(self):
+        return 1
+
+    def unbalance(self, theta, log_scales):
+        return self.action(theta, log_scales)
 
 
 class Hadamard(AbstractModel):
@@ -59,12 +88,30 @@ class Hadamard(AbstractModel):
     features: eqx.Module
 
     def __init__(self, dim: int, features=None):
+        if dim < 1:
+            raise ValueError(f"Hadamard dim must be positive, got {dim}")
         self.dim = dim
-        self.features = features if features is not None else IdentityFeatures(dim)
+        self.features = as_features(features, dim)
 
     @property
     def block_shapes(self):
         return {"p": (self.dim,), "q": (self.dim,)}
+
+    @property
+    def input_shape(self):
+        return self.features.input_shape
+
+    @property
+    def input_bounds(self):
+        return None
+
+    @property
+    def output_shape(self):
+        return ()
+
+    @property
+    def data_kinds(self):
+        return self.features.data_kinds
 
     def weights(self, theta) -> Float[Array, " d"]:
         b = self.unflatten(theta)
@@ -72,6 +119,9 @@ class Hadamard(AbstractModel):
 
     def predict(self, theta, x) -> Float[Array, ""]:
         return self.features(x) @ self.weights(theta)
+
+    def predict_batch(self, theta, xs):
+        return predict_each(self, theta, xs)
 
     @property
     def lie_algebra_dim(self) -> int:
@@ -81,6 +131,9 @@ class Hadamard(AbstractModel):
         b = self.unflatten(theta)
         a = jnp.exp(s)
         return self.flatten({"p": b["p"] * a, "q": b["q"] / a})
+
+    def generators(self, theta):
+        return generators_by_jvp(self, theta)
 
     def invariants(self, theta):
         return self.weights(theta)
@@ -92,6 +145,13 @@ class Hadamard(AbstractModel):
     def balance(self, theta):
         b = self.unflatten(theta)
         return {"imbalance": b["p"] ** 2 - b["q"] ** 2}
+
+    @property
+    def unbalance_length(self):
+        return self.dim
+
+    def unbalance(self, theta, log_scales):
+        return self.action(theta, log_scales)
 
 
 class DeepHadamard(AbstractModel):
@@ -112,11 +172,27 @@ class DeepHadamard(AbstractModel):
             raise ValueError(f"DeepHadamard needs depth >= 2, got {depth}")
         self.dim = dim
         self.depth = depth
-        self.features = features if features is not None else IdentityFeatures(dim)
+        self.features = as_features(features, dim)
 
     @property
     def block_shapes(self):
         return {f"u{l + 1}": (self.dim,) for l in range(self.depth)}
+
+    @property
+    def input_shape(self):
+        return self.features.input_shape
+
+    @property
+    def input_bounds(self):
+        return None
+
+    @property
+    def output_shape(self):
+        return ()
+
+    @property
+    def data_kinds(self):
+        return self.features.data_kinds
 
     def _layers(self, theta):
         return jnp.stack(list(self.unflatten(theta).values()))  # [D, d]
@@ -126,6 +202,9 @@ class DeepHadamard(AbstractModel):
 
     def predict(self, theta, x) -> Float[Array, ""]:
         return self.features(x) @ self.weights(theta)
+
+    def predict_batch(self, theta, xs):
+        return predict_each(self, theta, xs)
 
     @property
     def lie_algebra_dim(self) -> int:
@@ -138,6 +217,9 @@ class DeepHadamard(AbstractModel):
         layers = self._layers(theta) * jnp.exp(log_scale)
         return layers.reshape(-1)
 
+    def generators(self, theta):
+        return generators_by_jvp(self, theta)
+
     def invariants(self, theta):
         return self.weights(theta)
 
@@ -149,3 +231,10 @@ class DeepHadamard(AbstractModel):
     def balance(self, theta):
         sq = self._layers(theta) ** 2
         return {"imbalance": sq[:-1] - sq[1:]}
+
+    @property
+    def unbalance_length(self):
+        return self.dim * (self.depth - 1)
+
+    def unbalance(self, theta, log_scales):
+        return self.action(theta, log_scales)

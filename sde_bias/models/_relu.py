@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._base import AbstractModel
+from ._base import AbstractModel, generators_by_jvp, predict_each
 
 
 class TwoLayerReLU(AbstractModel):
@@ -58,11 +58,30 @@ class TwoLayerReLU(AbstractModel):
     def block_shapes(self):
         return {"W": (self.hidden, self.in_dim), "V": (self.out_dim, self.hidden)}
 
+    @property
+    def input_shape(self):
+        return (self.in_dim,)
+
+    @property
+    def input_bounds(self):
+        return None
+
+    @property
+    def output_shape(self):
+        return (self.out_dim,)
+
+    @property
+    def data_kinds(self):
+        return frozenset({"teacher_student"})
+
     def predict(
         self, theta: Float[Array, " p"], x: Float[Array, " in_dim"]
     ) -> Float[Array, " out_dim"]:
         b = self.unflatten(theta)
         return b["V"] @ jax.nn.relu(b["W"] @ jnp.asarray(x).reshape(self.in_dim))
+
+    def predict_batch(self, theta, xs):
+        return predict_each(self, theta, xs)
 
     @property
     def lie_algebra_dim(self) -> int:
@@ -72,6 +91,9 @@ class TwoLayerReLU(AbstractModel):
         b = self.unflatten(theta)
         a = jnp.exp(s)
         return self.flatten({"W": b["W"] * a[:, None], "V": b["V"] / a[None, :]})
+
+    def generators(self, theta):
+        return generators_by_jvp(self, theta)
 
     def unit_products(self, theta: Float[Array, " p"]) -> Float[Array, "hidden out_dim in_dim"]:
         """``M_j = V[:, j] W[j, :]^T`` for every hidden unit ``j``."""
@@ -99,6 +121,14 @@ class TwoLayerReLU(AbstractModel):
         w = jnp.linalg.norm(b["W"], axis=1)
         v = jnp.linalg.norm(b["V"], axis=0)
         return {"unit_ratio": v / w, "unit_imbalance": v**2 - w**2}
+
+    @property
+    def unbalance_length(self):
+        return self.hidden
+
+    def unbalance(self, theta, log_scales):
+        """:func:`unbalance_units`."""
+        return unbalance_units(self, theta, log_scales)
 
 
 def unbalance_units(

@@ -11,7 +11,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._base import AbstractModel
+from ._base import AbstractModel, generators_by_jvp, predict_each
 
 
 class CumsumHadamard(AbstractModel):
@@ -34,12 +34,31 @@ class CumsumHadamard(AbstractModel):
     def block_shapes(self):
         return {"w1": (self.length,), "w2": (self.length,)}
 
+    @property
+    def input_shape(self):
+        return (self.length,)
+
+    @property
+    def input_bounds(self):
+        return None
+
+    @property
+    def output_shape(self):
+        return ()
+
+    @property
+    def data_kinds(self):
+        return frozenset({"teacher_student", "step_signal"})
+
     def signal(self, theta: Float[Array, " p"]) -> Float[Array, " length"]:
         b = self.unflatten(theta)
         return jnp.cumsum(b["w1"] * b["w2"])
 
     def predict(self, theta: Float[Array, " p"], x: Float[Array, " length"]) -> Float[Array, ""]:
         return jnp.asarray(x).reshape(self.length) @ self.signal(theta)
+
+    def predict_batch(self, theta, xs):
+        return predict_each(self, theta, xs)
 
     @property
     def lie_algebra_dim(self) -> int:
@@ -49,6 +68,9 @@ class CumsumHadamard(AbstractModel):
         b = self.unflatten(theta)
         a = jnp.exp(s)
         return self.flatten({"w1": b["w1"] * a, "w2": b["w2"] / a})
+
+    def generators(self, theta):
+        return generators_by_jvp(self, theta)
 
     def invariants(self, theta):
         return self.signal(theta)
@@ -61,3 +83,10 @@ class CumsumHadamard(AbstractModel):
     def balance(self, theta):
         b = self.unflatten(theta)
         return {"imbalance": b["w1"] ** 2 - b["w2"] ** 2}
+
+    @property
+    def unbalance_length(self):
+        return self.length
+
+    def unbalance(self, theta, log_scales):
+        return self.action(theta, log_scales)
