@@ -154,8 +154,9 @@ def precision_problems(resolved: dict, precision: str) -> list[tuple[str, str, A
 def range_problems(sc) -> list[tuple[str, str, Any]]:
     """Seeds, step counts and array sizes of a validated scenario within the types the run
     uses (see the module docstring)."""
-    from .scenario import _model_blocks, model_input_shape
+    from .model_checks import model_facts
 
+    facts, _ = model_facts(sc.model)  # built and checked already (check_scenario)
     out = []
     s = sc.seeds
     last = s.base + s.count - 1
@@ -164,17 +165,19 @@ def range_problems(sc) -> list[tuple[str, str, Any]]:
     elif last > SEED_MAX:
         out.append(("seeds.base", f"the seeds base .. base + count - 1 must be at most 2^32 - 1 = {SEED_MAX} "
                     f"(PRNGKey seeds are uint32): with count = {s.count}, base at most {SEED_MAX - s.count + 1}", s.base))
-    if sc.data.seed > SEED_MAX:
-        out.append(("data.seed", f"must be at most 2^32 - 1 = {SEED_MAX} (PRNGKey seeds are uint32)", sc.data.seed))
+    data_seed = getattr(sc.data, "seed", 0)  # file data has none
+    if data_seed > SEED_MAX:
+        out.append(("data.seed", f"must be at most 2^32 - 1 = {SEED_MAX} (PRNGKey seeds are uint32)", data_seed))
     t = sc.training
     if t.steps is not None and t.steps > MAX_STEPS:
         out.append(("training.steps", f"at most 2^31 - 1 = {MAX_STEPS} steps (the step counter is int32)", t.steps))
     # the largest arrays a run allocates
-    p = sum(math.prod(b) for b in _model_blocks(sc.model).values())
-    x_in = model_input_shape(sc.model)
+    blocks = facts.blocks if facts is not None else {}
+    p = sum(math.prod(b) for b in blocks.values())
+    x_in = facts.input_shape if facts is not None else ()
     per_x = math.prod(x_in) if x_in else 1
     sizes = [("seeds.count", "seeds x parameters", s.count * p)]
-    for name, n in _model_blocks(sc.model).items():
+    for name, n in blocks.items():
         sizes.append(("model", f"block {name}", math.prod(n)))
     d = sc.data
     for key in ("n_train", "n_test", "num_measurements"):
@@ -182,7 +185,7 @@ def range_problems(sc) -> list[tuple[str, str, Any]]:
         if n is not None:
             size = n * per_x
             if d.type == "sparse_cosine":
-                size = n * getattr(sc.model, "dim", 1)
+                size = n * (facts.num_invariants if facts is not None else 1)
             elif d.type == "step_signal":
                 size = n * sum(q[1] for q in d.pieces)
             sizes.append((f"data.{key}", f"data.{key} x input size", size))
