@@ -90,7 +90,7 @@ def _scenario_problem(raw) -> str | None:
     from pydantic import ValidationError
 
     from . import _numbers
-    from .scenario import Scenario, ScenarioError, _errors_from_pydantic
+    from .scenario import Scenario, ScenarioError, errors_from_pydantic
 
     if not isinstance(raw, dict):
         return f"not a mapping (got {type(raw).__name__})"
@@ -99,7 +99,7 @@ def _scenario_problem(raw) -> str | None:
     try:
         Scenario.model_validate(raw)
     except ValidationError as e:
-        errs = [p for p, err in zip(_errors_from_pydantic(e, Scenario), e.errors()) if err["type"] != "missing"]
+        errs = [p for p, err in zip(errors_from_pydantic(e, Scenario), e.errors()) if err["type"] != "missing"]
         if errs:
             return str(ScenarioError("x", errs[:1])).split(": ", 1)[1]
     return None

@@ -203,7 +203,7 @@ def range_problems(sc) -> list[tuple[str, str, Any]]:
 
 
 def _value_at(sc, key: str):
-    from .scenario import _NOVALUE
+    from .config_base import NO_VALUE as _NOVALUE  # noqa: N811
 
     v: Any = sc
     for part in key.split("."):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import _colors, _figure
+from .plots import figure, palette
 
 
 def plot_balance_check(path, out: Path) -> Path | None:
@@ -33,9 +33,9 @@ def plot_balance_check(path, out: Path) -> Path | None:
             for i, (grp, run, q) in enumerate(zip(dec(c["group"]), dec(c["runner"]), dec(c["quantity"]))):
                 if grp == "balance law" and q == "C_A0(T)":
                     rows[run.replace("/", ".")] = (dec(c["verdict"])[i], float(c["disc_error"][i]), float(c["disc_se"][i]))
-        fig, axes = _figure(ncols=2, w=10.0, h=4.2)
+        fig, axes = figure(ncols=2, w=10.0, h=4.2)
         ax, bx = axes[0, 0], axes[0, 1]
-        for name, col in zip(names, _colors(len(names))):
+        for name, col in zip(names, palette(len(names))):
             d = g[name]
             first = lambda k: d[k][...] if d[k].ndim == 1 else d[k][:, 0]  # noqa: E731  (C_A0)
             t, rec = d["time"][...], first("recorded")

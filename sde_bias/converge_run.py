@@ -47,7 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 from pydantic import Field, ValidationError, field_validator
 
-from .scenario import ScenarioError, UserError, _Block
+from .config_base import ConfigBlock as _Block  # noqa: N814
+from .scenario import ScenarioError, UserError
 
 
 class SGDGapConfig(_Block):

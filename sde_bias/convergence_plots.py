@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import _figure, default_plot_dir
+from .plots import figure, default_plot_dir
 
 
 def _slopes(ax, x, y, orders, style=(":", "--", "-.")):
@@ -57,7 +57,7 @@ def plot_convergence(path, outdir=None) -> list[Path]:
             n = len(keys)
             ncols = min(n, 3)
             nrows = -(-n // ncols)
-            fig, axes = _figure(3.6 * ncols + 0.6, 3.2 * nrows, ncols=ncols, nrows=nrows)
+            fig, axes = figure(3.6 * ncols + 0.6, 3.2 * nrows, ncols=ncols, nrows=nrows)
             for j, key in enumerate(keys):
                 ax = axes.flat[j]
                 for s, marker in zip(solvers, "osd^v<>"):
@@ -83,7 +83,7 @@ def plot_convergence(path, outdir=None) -> list[Path]:
             written.append(p)
         strong = [s for s in solvers if "strong" in root[s]]
         if strong:
-            fig, axes = _figure()
+            fig, axes = figure()
             ax = axes[0, 0]
             for s, marker in zip(strong, "osd^v<>"):
                 g = root[s]["strong"]
@@ -103,7 +103,7 @@ def plot_convergence(path, outdir=None) -> list[Path]:
             g = root["sgd_gap"]
             lr = g["lr"][...]
             keys = [k for k in g if isinstance(g[k], h5py.Group)]
-            fig, axes = _figure()
+            fig, axes = figure()
             ax = axes[0, 0]
             for k, marker in zip(keys, "osd^v<>x+"):
                 w = g[k]

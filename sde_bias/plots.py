@@ -23,7 +23,7 @@ def default_plot_dir(path) -> Path:
     return path.with_name(path.stem + "_plots")
 
 
-def _figure(w=6.4, h=4.2, ncols=1, nrows=1, **kw):
+def figure(w=6.4, h=4.2, ncols=1, nrows=1, **kw):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -33,7 +33,7 @@ def _figure(w=6.4, h=4.2, ncols=1, nrows=1, **kw):
     return fig, axes
 
 
-def _colors(n):
+def palette(n):
     import matplotlib
 
     cmap = matplotlib.colormaps["tab10"]
@@ -73,12 +73,12 @@ def plot_observable(run, name: str, path: Path) -> Path | None:
     groups = [g for g in runners if name in runners[g]["records"]]
     if not groups:
         return None
-    colors = dict(zip(runners, _colors(len(runners))))
+    colors = dict(zip(runners, palette(len(runners))))
     first = runners[groups[0]]["records"][name]
     comp = int(np.prod(first.shape[2:])) if first.ndim > 2 else 1
     n_seeds = first.shape[0]
     if comp == 1 or comp > MAX_COMPONENTS:
-        fig, axes = _figure()
+        fig, axes = figure()
         ax = axes[0, 0]
         arrays = []
         for g in groups:
@@ -97,8 +97,8 @@ def plot_observable(run, name: str, path: Path) -> Path | None:
         ax.set_title(f"{_title(run)}: {name if comp == 1 else '|' + name + '|'}  "
                      f"(mean, {BAND[0]}-{BAND[1]}% band, {n_seeds} seeds)", fontsize=9)
     else:
-        fig, axes = _figure(w=3.6 * len(groups), h=3.6, ncols=len(groups), sharey=True)
-        ccols = _colors(comp)
+        fig, axes = figure(w=3.6 * len(groups), h=3.6, ncols=len(groups), sharey=True)
+        ccols = palette(comp)
         for ax, g in zip(axes[0], groups):
             r = runners[g]
             v = r["records"][name]
@@ -134,8 +134,8 @@ def plot_phase_plane(run, path: Path, max_trajectories: int = 6) -> Path | None:
     span = max(hi - lo) * 0.15 + 1e-3
     lim = (min(lo) - span, max(hi) + span)
     lim = (min(lim[0], 0.0), max(lim[1], 0.0))
-    fig, axes = _figure(w=3.8 * len(runners), h=4.0, ncols=len(runners), sharex=True, sharey=True)
-    colors = dict(zip(run["runners"], _colors(len(run["runners"]))))
+    fig, axes = figure(w=3.8 * len(runners), h=4.0, ncols=len(runners), sharex=True, sharey=True)
+    colors = dict(zip(run["runners"], palette(len(run["runners"]))))
     grid = np.linspace(lim[0], lim[1], 300)
     U, V = np.meshgrid(grid, grid)
     w = allp[:, 0] * allp[:, 1]
@@ -211,7 +211,7 @@ def plot_theory(path, outdir) -> list[Path]:
             d = q.shape[1]
             ncols = min(d, 4)
             nrows = -(-d // ncols)
-            fig, axes = _figure(3.2 * ncols + 0.8, 3.0 * nrows, ncols=ncols, nrows=nrows)
+            fig, axes = figure(3.2 * ncols + 0.8, 3.0 * nrows, ncols=ncols, nrows=nrows)
             x = np.arange(q.shape[0])
             for c in range(d):
                 ax = axes.flat[c]
@@ -234,7 +234,7 @@ def plot_theory(path, outdir) -> list[Path]:
         if "theory/stationary_check" in f:
             g = f["theory/stationary_check"]
             grid, fp, pa, smp = g["grid"][...], g["fokker_planck_density"][...], g["paper_density"][...], g["samples"][...]
-            fig, axes = _figure()
+            fig, axes = figure()
             ax = axes[0, 0]
             ax.hist(smp, bins=40, density=True, alpha=0.4, label=f"{g.attrs['runner']} final states")
             ax.plot(grid, fp, "k-", label=f"Fokker-Planck (p = {g.attrs['chi2_pvalue_fokker_planck']:.2g})")

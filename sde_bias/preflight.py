@@ -62,7 +62,7 @@ def theory_problems(sc, presets: dict | None = None) -> list[tuple[str, str, Any
         from .theory_run import parse_theory
     except ModuleNotFoundError:  # pragma: no cover - the theory stage is optional
         return []
-    from .scenario import _NOVALUE
+    from .config_base import NO_VALUE as _NOVALUE  # noqa: N811
 
     cfg = parse_theory(sc.theory, sc.source)
     out: list[tuple[str, str, Any]] = []

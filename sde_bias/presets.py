@@ -21,7 +21,9 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, ValidationError, model_validator
 
-from .scenario import _NOVALUE, ScenarioError, UserError, _Block, _errors_from_pydantic, read_yaml_file
+from .config_base import NO_VALUE as _NOVALUE  # noqa: N811
+from .config_base import ConfigBlock as _Block  # noqa: N814
+from .scenario import ScenarioError, UserError, errors_from_pydantic, read_yaml_file
 
 SOLVERS = {
     "euler": "Euler",
@@ -116,7 +118,7 @@ def preset_from_dict(raw: Any, source: str):
         return _PresetRoot.model_validate({"preset": raw}).preset
     except ValidationError as e:
         problems = []
-        for path, msg, val in _errors_from_pydantic(e, _PresetRoot):
+        for path, msg, val in errors_from_pydantic(e, _PresetRoot):
             problems.append((path.removeprefix("preset.").removeprefix("preset"), msg, val))
         raise PresetError(source, problems) from None
 

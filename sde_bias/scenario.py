@@ -605,7 +605,7 @@ def _message_for(err: dict, parent) -> str:
     return msg
 
 
-def _errors_from_pydantic(exc: ValidationError, root_cls) -> list[tuple[str, str, Any]]:
+def errors_from_pydantic(exc: ValidationError, root_cls) -> list[tuple[str, str, Any]]:
     out = []
     for err in exc.errors():
         path, parent = _walk(root_cls, err["loc"])
@@ -904,7 +904,7 @@ def scenario_from_dict(
     try:
         sc = Scenario.model_validate(raw)
     except ValidationError as e:
-        raise ScenarioError(label, annotate(_errors_from_pydantic(e, Scenario))) from None
+        raise ScenarioError(label, annotate(errors_from_pydantic(e, Scenario))) from None
     if check:
         problems = check_scenario(sc, presets)
         problems += _numbers.precision_problems(to_dict(sc), sc.precision)
