@@ -11,10 +11,11 @@ error. Slow time ``tau = k eta^2 delta^2 c kappa n`` (``sde_bias.design.slow_tim
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 import time
 
 import diffrax
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,7 +25,6 @@ jax.config.update("jax_enable_x64", True)
 import sde_bias as sb  # noqa: E402
 import sde_bias.design as D  # noqa: E402
 from sde_bias.integrate import run_ensemble  # noqa: E402
-from sde_bias.models import AbstractModel  # noqa: E402
 
 
 ETAS = (0.02, 0.01, 0.005)
@@ -125,39 +125,9 @@ def hadamard(seeds, depth=2):
               f"sign violations: {int(np.sum(end * np.asarray(signs) < 0))}")
 
 
-class GroupHadamard(AbstractModel):
-    """``beta_j = s_{g(j)} v_j``; one scale per group (for this benchmark only)."""
-
-    group_of: tuple[int, ...] = eqx.field(static=True)
-
-    def __init__(self, groups):
-        owner = np.empty(sum(len(g) for g in groups), int)
-        for k, g in enumerate(groups):
-            owner[list(g)] = k
-        self.group_of = tuple(int(i) for i in owner)
-
-    @property
-    def block_shapes(self):
-        return {"s": (max(self.group_of) + 1,), "v": (len(self.group_of),)}
-
-    def predict(self, theta, x):
-        b = self.unflatten(theta)
-        return jnp.asarray(x) @ (b["s"][jnp.asarray(self.group_of)] * b["v"])
-
-    @property
-    def lie_algebra_dim(self):
-        return max(self.group_of) + 1
-
-    def action(self, theta, a):
-        b = self.unflatten(theta)
-        return self.flatten({"s": b["s"] * jnp.exp(a), "v": b["v"] * jnp.exp(-a)[jnp.asarray(self.group_of)]})
-
-    def invariants(self, theta):
-        b = self.unflatten(theta)
-        return b["s"][jnp.asarray(self.group_of)] * b["v"]
-
-    def section(self, q):
-        raise NotImplementedError
+# a group Hadamard over groups of any sizes: the same test model as the design tests use
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from design_models import GroupHadamard  # noqa: E402
 
 
 def group(seeds):

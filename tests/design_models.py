@@ -1,5 +1,7 @@
-"""A group Hadamard parameterization for the design tests (the model catalogue in
-``sde_bias.models`` has none yet): ``beta_g = s_g v_g``, one scalar ``s_g`` per group."""
+"""Models for the design tests: a group Hadamard over groups of ANY sizes (the catalogue's
+``sde_bias.models.GroupHadamard`` has equal, contiguous groups), ``beta_g = s_g v_g``, one
+scalar ``s_g`` per group; and a matrix factorization whose GL(r) orbits are charted without
+a matrix exponential."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from sde_bias.models import AbstractModel, MatrixFactorization
+from sde_bias.models import AbstractModel, MatrixFactorization, generators_by_jvp, predict_each
 
 
 class GroupHadamard(AbstractModel):
@@ -53,6 +55,41 @@ class GroupHadamard(AbstractModel):
         norms = jnp.sqrt(jnp.zeros(self.num_groups).at[idx].add(q * q))
         s = jnp.sqrt(norms)
         return self.flatten({"s": s, "v": q / s[idx]})
+
+    # the rest of the model interface (sde_bias.models.AbstractModel)
+    @property
+    def input_shape(self):
+        return (len(self.group_of),)
+
+    @property
+    def input_bounds(self):
+        return None
+
+    @property
+    def output_shape(self):
+        return ()
+
+    @property
+    def data_kinds(self):
+        return frozenset({"fixed", "teacher_student"})
+
+    def predict_batch(self, theta, xs):
+        return predict_each(self, theta, xs)
+
+    def generators(self, theta):
+        return generators_by_jvp(self, theta)
+
+    def balance(self, theta):
+        b = self.unflatten(theta)
+        idx = jnp.asarray(self.group_of)
+        return {"imbalance": b["s"] ** 2 - jnp.zeros(self.num_groups).at[idx].add(b["v"] ** 2)}
+
+    @property
+    def unbalance_length(self) -> int:
+        return self.num_groups
+
+    def unbalance(self, theta, log_scales):
+        return self.action(theta, log_scales)
 
 
 class ChartFactorization(MatrixFactorization):
