@@ -487,12 +487,12 @@ def _adaptive_chunk(runner, theta, keys, div, data, step0, observe, num_records,
         )(theta, keys, div, seed_data if data_batched else shared_data)
         # observables one state at a time (see integrate.observe_seeds)
         s, r = ys.shape[:2]
-        flat = jnp.where(jnp.isfinite(ys), ys, 0.0).reshape((s * r,) + ys.shape[2:])
-        if data_batched:
-            flat_data = jax.tree_util.tree_map(lambda a: jnp.repeat(a, r, axis=0), seed_data)
-            obs = observe_seeds(observe, flat, flat_data, True)
+        finite = jnp.where(jnp.isfinite(ys), ys, 0.0)
+        if data_batched:  # each seed's records with that seed's data (no copy of the data per record)
+            obs = jax.lax.map(lambda a: observe_seeds(observe, a[0], a[1], False), (finite, seed_data))
+            obs = jax.tree_util.tree_map(lambda a: a.reshape((s * r,) + a.shape[2:]), obs)
         else:
-            obs = observe_seeds(observe, flat, shared_data, False)
+            obs = observe_seeds(observe, finite.reshape((s * r,) + ys.shape[2:]), shared_data, False)
         idx = jnp.arange(num_records)
         bad_rec = (~alive[:, None]) | ((~all_good[:, None]) & (idx[None, :] >= n_good[:, None]))
         obs = jax.tree_util.tree_map(

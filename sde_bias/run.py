@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-import equinox as eqx
 import jax
 import numpy as np
 
