@@ -232,19 +232,18 @@ def _restore(template, state):
     aux = jax.tree_util.tree_unflatten(
         treedef, [jnp.asarray(a, dtype=l.dtype) for a, l in zip(state["aux"], leaves)]
     )
-    from .parallel import shard_seeds
+    from .integrate import shard_ensemble
+    from .parallel import seed_mesh
 
-    theta, key, div = shard_seeds(
-        jnp.asarray(state["theta"], template.theta.dtype),
-        jnp.asarray(state["key"], template.key.dtype),
-        jnp.asarray(state["diverged_at"], template.diverged_at.dtype),
-    )
-    if jax.tree_util.tree_leaves(aux):
-        aux = shard_seeds(aux)
-    return type(template)(
-        theta=theta, aux=aux, key=key, diverged_at=div,
+    ens = type(template)(
+        theta=jnp.asarray(state["theta"], template.theta.dtype),
+        aux=aux,
+        key=jnp.asarray(state["key"], template.key.dtype),
+        diverged_at=jnp.asarray(state["diverged_at"], template.diverged_at.dtype),
         step=jnp.asarray(state["step"], template.step.dtype),
     )
+    # split over the devices exactly when the runner's fresh ensemble is
+    return shard_ensemble(ens) if seed_mesh(template.theta) is not None else ens
 
 
 def run_scenario(
