@@ -29,7 +29,7 @@ from typing import Any, Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from .parallel import on_seed_shards, seed_mesh, shard_seeds
 
@@ -63,8 +63,8 @@ def shard_ensemble(ens: Ensemble, devices=None) -> Ensemble:
     return Ensemble(theta, aux, key, div, ens.step)
 
 
-def init_ensemble(stepper, theta0: Float[Array, "S p"], keys: PRNGKeyArray, data, data_batched: bool) -> Ensemble:
-    aux = jax.vmap(stepper.init, in_axes=(0, 0 if data_batched else None))(theta0, data)
+def new_ensemble(theta0: Float[Array, "S p"], keys: PRNGKeyArray, aux: Any = None) -> Ensemble:
+    """The ensemble at step 0: every seed alive, with auxiliary state ``aux``."""
     return Ensemble(
         theta=theta0,
         aux=aux,
@@ -74,14 +74,37 @@ def init_ensemble(stepper, theta0: Float[Array, "S p"], keys: PRNGKeyArray, data
     )
 
 
+def init_ensemble(stepper, theta0: Float[Array, "S p"], keys: PRNGKeyArray, data, data_batched: bool) -> Ensemble:
+    """:func:`new_ensemble` with the stepper's auxiliary state of every seed."""
+    aux = jax.vmap(stepper.init, in_axes=(0, 0 if data_batched else None))(theta0, data)
+    return new_ensemble(theta0, keys, aux)
+
+
 def _where_tree(pred, new, old):
     return jax.tree_util.tree_map(lambda a, b: jnp.where(pred, a, b), new, old)
 
 
-def _where_seeds(pred, new, old):
-    """``_where_tree`` with ``pred`` [S] broadcast along each leaf's leading seed axis."""
+def where_seeds(pred: Bool[Array, " S"], new, old):
+    """``new`` where ``pred`` else ``old``, ``pred`` [S] broadcast along each leaf's leading
+    seed axis."""
     return jax.tree_util.tree_map(
         lambda a, b: jnp.where(pred.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old
+    )
+
+
+def within_bounds(theta: Float[Array, "*batch p"], threshold: float) -> Bool[Array, "*batch"]:
+    """The divergence test of a state: every entry finite and ``max |theta| < threshold``."""
+    return jnp.all(jnp.isfinite(theta), axis=-1) & (jnp.max(jnp.abs(theta), axis=-1) < threshold)
+
+
+def nan_records(bad: Bool[Array, "*lead"], records: dict) -> dict:
+    """``records`` (leaves with leading axes ``bad.shape``) with NaN where ``bad``: the
+    records of a seed from its divergence on. Non-float leaves are kept."""
+    return jax.tree_util.tree_map(
+        lambda a: jnp.where(bad.reshape(bad.shape + (1,) * (a.ndim - bad.ndim)), jnp.nan, a)
+        if jnp.issubdtype(a.dtype, jnp.floating)
+        else a,
+        records,
     )
 
 
@@ -211,7 +234,7 @@ def _advance_seeds(
             theta, aux, div, k = carry
             th1, ax1 = substeps(theta, aux, data, d)
             k = k + 1
-            bad = ~(jnp.all(jnp.isfinite(th1)) & (jnp.max(jnp.abs(th1)) < divergence_threshold))
+            bad = ~within_bounds(th1, divergence_threshold)
             alive = div < 0
             keep = alive & ~bad
             theta = jnp.where(keep, th1, theta)
@@ -228,7 +251,7 @@ def _advance_seeds(
         alive = div < 0
 
         def accept(_):
-            return _where_seeds(alive, th1, theta), _where_seeds(alive, ax1, aux), div
+            return where_seeds(alive, th1, theta), where_seeds(alive, ax1, aux), div
 
         def redo_checked(_):
             return jax.vmap(checked_span, in_axes=(0, 0, 0, 0, dax, None))(theta, aux, keys, div, data, k)
@@ -242,14 +265,7 @@ def _advance_seeds(
         carry, _ = jax.lax.scan(one_span, carry, None, length=record_every // span)
         theta, aux, div, k = carry
         obs = observe_seeds(observe, theta, data, data_batched)
-        dead = div >= 0
-        obs = jax.tree_util.tree_map(
-            lambda a: jnp.where(dead.reshape((-1,) + (1,) * (a.ndim - 1)), jnp.full_like(a, jnp.nan), a)
-            if jnp.issubdtype(a.dtype, jnp.floating)
-            else a,
-            obs,
-        )
-        return carry, obs
+        return carry, nan_records(div >= 0, obs)
 
     (theta, aux, div, _), records = jax.lax.scan(one_record, (theta0, aux0, div0, step0), None, length=num_records)
     records = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), records)  # [S, num_records, ...]
