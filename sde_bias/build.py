@@ -4,8 +4,8 @@
   :class:`~sde_bias.problem.Problem` (plus the generated data worth storing);
 - :func:`build_setup`: everything a run needs: seeds, per-seed keys, initial parameters,
   per-seed data and the observer;
-- :func:`make_runner`: one runner per solver preset (discrete steppers, fixed-step SDE
-  steppers, adaptive diffeqsolve).
+- :func:`make_runner`: the runner of a solver preset (built by the preset itself;
+  the runners live in :mod:`sde_bias.runners`).
 
 Randomness (the same for every runner, so SGD, GD and the SDE start from identical
 ``theta0`` and use the same seeds): seed ``i`` has the raw key
@@ -33,6 +33,7 @@ from . import observables as _observables
 from .data import Dataset, TeacherStream
 from .losses import L1Penalty, NoPenalty, SquaredLoss
 from .problem import Problem
+from .runners import AdaptiveRunner as AdaptiveRunner, FixedStepRunner as FixedStepRunner
 from .config_base import NO_VALUE
 from .model_registry import ModelLoadError, build_model as build_model
 from .scenario import Scenario, ScenarioError
@@ -409,209 +410,7 @@ def seed_slice(tree, i):
 # ---------------------------------------------------------------------------
 
 
-class FixedStepRunner:
-    """A stepper of :mod:`sde_bias.integrate` (discrete or fixed-step SDE)."""
-
-    def __init__(self, stepper, preset):
-        self.stepper = stepper
-        self.preset = preset
-
-    def init(self, setup: RunSetup):
-        from .integrate import init_ensemble, shard_ensemble
-
-        return shard_ensemble(init_ensemble(self.stepper, setup.theta0, setup.run_keys, setup.data, setup.data_batched))
-
-    def advance(self, ens, setup: RunSetup, num_records: int, record_every: int):
-        from .integrate import advance
-
-        return advance(
-            self.stepper,
-            ens,
-            setup.runner_data,
-            setup.observe,
-            num_records=num_records,
-            record_every=record_every,
-            data_batched=setup.data_batched,
-            divergence_threshold=float(setup.scenario.training.divergence_threshold),
-        )
-
-
-@eqx.filter_jit
-def _adaptive_chunk(runner, theta, keys, div, data, step0, observe, num_records, record_every, data_batched, threshold, mesh):
-    """One chunk of the adaptive runner for every seed; on each device's seeds separately
-    when ``mesh`` is given (a vmapped adaptive solve is a while loop whose predicate
-    reduces over seeds: split over devices by XLA, that reduction would be a collective
-    inside the loop)."""
-    from .integrate import observe_seeds
-    from .parallel import on_seed_shards
-    from .sde import solve_adaptive
-
-    def body(shared, seeded):
-        runner, observe, step0, shared_data = shared
-        theta, keys, div, seed_data = seeded
-        sde, p = runner.sde, runner.preset
-        dtype = theta.dtype
-
-        def one(theta, key, div, data):
-            steps = step0 + record_every * jnp.arange(1, num_records + 1)
-            save_times = steps.astype(dtype) * sde.lr
-            t_start = step0.astype(dtype) * sde.lr
-            ys, ok = solve_adaptive(
-                sde,
-                runner.solver,
-                theta,
-                data,
-                key,
-                save_times,
-                t_start,
-                runner.t_final,
-                rtol=p.rtol,
-                atol=p.atol,
-                dt0=p.dt0,
-                brownian_tol=p.brownian_tol,
-                max_steps=p.max_steps,
-                ito_correction=runner.ito_correction,
-            )
-            good = jnp.all(jnp.isfinite(ys), axis=1) & (jnp.max(jnp.abs(ys), axis=1) < threshold)
-            n_good = jnp.sum(jnp.cumprod(good.astype(jnp.int32)))
-            all_good = (n_good == num_records) & ok
-            alive = div < 0
-            fail_at = step0 + record_every * jnp.minimum(n_good + 1, num_records)
-            new_div = jnp.where(alive & ~all_good, fail_at, div)
-            last_good = jnp.where(n_good > 0, ys[jnp.maximum(n_good - 1, 0)], theta)
-            new_theta = jnp.where(alive, jnp.where(all_good, ys[-1], last_good), theta)
-            return new_theta, new_div, ys, alive, all_good, n_good
-
-        new_theta, new_div, ys, alive, all_good, n_good = jax.vmap(
-            one, in_axes=(0, 0, 0, 0 if data_batched else None)
-        )(theta, keys, div, seed_data if data_batched else shared_data)
-        # observables one state at a time (see integrate.observe_seeds)
-        s, r = ys.shape[:2]
-        finite = jnp.where(jnp.isfinite(ys), ys, 0.0)
-        if data_batched:  # each seed's records with that seed's data (no copy of the data per record)
-            obs = jax.lax.map(lambda a: observe_seeds(observe, a[0], a[1], False), (finite, seed_data))
-            obs = jax.tree_util.tree_map(lambda a: a.reshape((s * r,) + a.shape[2:]), obs)
-        else:
-            obs = observe_seeds(observe, finite.reshape((s * r,) + ys.shape[2:]), shared_data, False)
-        idx = jnp.arange(num_records)
-        bad_rec = (~alive[:, None]) | ((~all_good[:, None]) & (idx[None, :] >= n_good[:, None]))
-        obs = jax.tree_util.tree_map(
-            lambda a: jnp.where(bad_rec.reshape((s, r) + (1,) * (a.ndim - 1)), jnp.nan, a.reshape((s, r) + a.shape[1:]))
-            if jnp.issubdtype(a.dtype, jnp.floating)
-            else a.reshape((s, r) + a.shape[1:]),
-            obs,
-        )
-        return new_theta, new_div, obs
-
-    shared = (runner, observe, step0, None if data_batched else data)
-    seeded = (theta, keys, div, data if data_batched else None)
-    return on_seed_shards(body, mesh, shared, seeded)
-
-
-class AdaptiveRunner(eqx.Module):
-    """Adaptive-step SDE integration with :func:`sde_bias.sde.solve_adaptive`, vmapped
-    over seeds and advanced record interval by record interval from the saved state."""
-
-    sde: Any
-    solver: Any
-    preset: Any = eqx.field(static=True)
-    t_final: float = eqx.field(static=True)
-    ito_correction: bool = eqx.field(static=True)
-
-    def init(self, setup: RunSetup):
-        from .integrate import Ensemble
-
-        from .integrate import shard_ensemble
-
-        s = setup.num_seeds
-        return shard_ensemble(
-            Ensemble(
-                theta=setup.theta0,
-                aux=None,
-                key=setup.run_keys,
-                diverged_at=jnp.full((s,), -1, jnp.int32),
-                step=jnp.zeros((), jnp.int32),
-            )
-        )
-
-    def advance(self, ens, setup: RunSetup, num_records: int, record_every: int):
-        from .integrate import Ensemble
-        from .parallel import seed_mesh
-
-        theta, div, obs = _adaptive_chunk(
-            self,
-            ens.theta,
-            ens.key,
-            ens.diverged_at,
-            setup.runner_data,
-            ens.step,
-            setup.observe,
-            num_records,
-            record_every,
-            setup.data_batched,
-            float(setup.scenario.training.divergence_threshold),
-            seed_mesh(ens.theta),
-        )
-        new = Ensemble(theta, ens.aux, ens.key, div.astype(jnp.int32), ens.step + num_records * record_every)
-        return new, obs
-
-
-@eqx.filter_jit
-def _bracket_ratios(sde, theta0, data, data_batched):
-    """:func:`sde_bias.sde.commutativity_defect` at every seed's initial point."""
-    from .sde import commutativity_defect
-
-    def one(args):
-        theta, d = args if data_batched else (args, data)
-        return commutativity_defect(sde, theta, d)
-
-    xs = (theta0, data) if data_batched else theta0
-    return jax.lax.map(one, xs)
-
-
-def _noise_dim(setup: RunSetup, sde) -> int:
-    return int(sde.noise_dim(setup.seed0_data))
-
-
 def make_runner(setup: RunSetup, preset):
-    """The runner of a (resolved) solver preset for this setup."""
-    import diffrax
-
-    from .presets import SOLVERS
-    from .sde import SDEStepper, SGDSDE
-    from .sgd import DiscreteStepper
-
-    sc, problem = setup.scenario, setup.problem
-    lr = float(sc.training.lr)
-    if preset.kind == "discrete":
-        return FixedStepRunner(
-            DiscreteStepper(problem, lr, svag_l=preset.svag_l, full_batch=preset.full_batch), preset
-        )
-    sde = SGDSDE(problem, lr, order2=preset.order2)
-    solver = getattr(diffrax, SOLVERS[preset.solver])()
-    m = _noise_dim(setup, sde)
-    # with no noise columns the Ito correction is zero: skip it (and its empty map)
-    ito = bool(preset.ito_correction) and m > 0
-    if preset.kind == "adaptive":
-        t_final = (sc.total_steps + 1) * lr  # fixed by the scenario, not by chunking
-        return AdaptiveRunner(sde, solver, preset, float(t_final), ito)
-    if preset.solver == "ito_milstein":
-        if not preset.dense_diffusion:
-            raise _error(sc, f"runner_options.{preset.name}.dense_diffusion", "ito_milstein needs dense_diffusion: true", False)
-        if m > 1:
-            ratios = np.asarray(_bracket_ratios(sde, setup.theta0, setup.data, setup.data_batched))
-            bad = np.flatnonzero(~(ratios <= preset.commutative_tol))
-            if bad.size:
-                i = int(bad[0])
-                raise _error(
-                    sc,
-                    "runners",
-                    f"preset {preset.name!r} (Ito Milstein) needs commutative noise, but the noise "
-                    f"columns' Lie brackets reach {float(ratios[i]):.2e} (relative) at seed {int(setup.seeds[i])}'s "
-                    f"initial point ({bad.size} of {len(ratios)} seeds above commutative_tol = "
-                    f"{preset.commutative_tol:g}); use euler_maruyama, heun or srk",
-                )
-    stepper = SDEStepper(
-        sde, solver, substeps=preset.substeps, ito_correction=ito, dense_diffusion=preset.dense_diffusion
-    )
-    return FixedStepRunner(stepper, preset)
+    """The runner of a (resolved) solver preset for this setup: the preset builds it
+    (:meth:`sde_bias.presets.DiscretePreset.make_runner`, ...)."""
+    return preset.make_runner(setup)

@@ -9,12 +9,17 @@ A preset says *how* to integrate; a scenario says *what*. Three kinds:
 - ``adaptive``: ``diffrax.diffeqsolve`` with a PID step-size controller and a
   ``VirtualBrownianTree`` (``adaptive``).
 
+Each kind is one class that builds its own runner (:meth:`make_runner`; the fixed-step
+kinds through :meth:`make_stepper`), so a new kind is one new class in :data:`Preset`. The
+diffrax solver of a name comes from one table, :data:`SOLVERS`, through :func:`make_solver`.
+
 Every runner of a scenario uses the same seeds: the same initial parameters and the same
 per-seed keys. A scenario can change preset options through ``runner_options``.
 """
 
 from __future__ import annotations
 
+import abc
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -41,6 +46,9 @@ solution and get the Itô-to-Stratonovich drift correction (``ito_correction``).
 
 ADAPTIVE_SOLVERS = ["heun", "midpoint", "spark", "general_shark"]
 
+COMMUTATIVE_ONLY = frozenset({"ito_milstein"})
+"""Solvers valid only for commutative noise (checked at every seed's initial point)."""
+
 SolverName = Literal["euler", "ito_milstein", "heun", "midpoint", "euler_heun", "general_shark", "spark", "slow_rk"]
 PositiveInt = Annotated[int, Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -50,14 +58,34 @@ class PresetError(ScenarioError):
     """An invalid solver preset (or ``runner_options`` entry)."""
 
 
+def make_solver(name: str, source: str = "preset"):
+    """The diffrax solver of a preset's ``solver`` name (:data:`SOLVERS`); a name not in
+    the table is a :class:`PresetError` naming the key."""
+    import diffrax
+
+    if name not in SOLVERS:
+        raise PresetError(source, [("solver", f"unknown solver; expected one of {', '.join(SOLVERS)}", name)])
+    return getattr(diffrax, SOLVERS[name])()
+
+
+def _scenario_error(sc, path: str, message: str, value: Any = _NOVALUE) -> ScenarioError:
+    label = sc.source if not sc.variant else f"{sc.source} [variant {sc.variant}]"
+    return ScenarioError(label, [(path, message, value)])
+
+
 class _PresetBase(_Block):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")]
     description: str
 
     @property
+    @abc.abstractmethod
     def group(self) -> str:
         """HDF5 group of this runner: ``<name>`` (discrete) or ``sde/<name>``."""
-        return self.name if self.kind == "discrete" else f"sde/{self.name}"
+
+    @abc.abstractmethod
+    def make_runner(self, setup):
+        """The runner (:class:`~sde_bias.contracts.AbstractRunner`) of this preset for a
+        :class:`~sde_bias.build.RunSetup`; refuses a preset the setup cannot run."""
 
 
 class DiscretePreset(_PresetBase):
@@ -66,6 +94,22 @@ class DiscretePreset(_PresetBase):
     kind: Literal["discrete"]
     full_batch: bool = False
     svag_l: PositiveInt = 1
+
+    @property
+    def group(self) -> str:
+        return self.name
+
+    def make_stepper(self, setup):
+        """:class:`~sde_bias.sgd.DiscreteStepper` at the scenario's learning rate."""
+        from .sgd import DiscreteStepper
+
+        lr = float(setup.scenario.training.lr)
+        return DiscreteStepper(setup.problem, lr, svag_l=self.svag_l, full_batch=self.full_batch)
+
+    def make_runner(self, setup):
+        from .runners import FixedStepRunner
+
+        return FixedStepRunner(self.make_stepper(setup), self)
 
 
 class SDEPreset(_PresetBase):
@@ -79,11 +123,49 @@ class SDEPreset(_PresetBase):
     dense_diffusion: bool = False
     commutative_tol: PositiveFloat = 1e-6
 
+    @property
+    def group(self) -> str:
+        return f"sde/{self.name}"
+
     @model_validator(mode="after")
     def _milstein_dense(self):
         if self.solver == "ito_milstein" and not self.dense_diffusion:
             raise ValueError("solver ito_milstein needs dense_diffusion: true")
         return self
+
+    def make_stepper(self, setup):
+        """:class:`~sde_bias.sde.SDEStepper` of the solver on the SGD-SDE at the scenario's
+        learning rate. A commutative-noise solver (:data:`COMMUTATIVE_ONLY`) is refused when
+        the noise columns' Lie brackets at some seed's initial point exceed
+        ``commutative_tol`` (relative)."""
+        import numpy as np
+
+        from .sde import SDEStepper, SGDSDE, seed_commutativity_defects
+
+        sde = SGDSDE(setup.problem, float(setup.scenario.training.lr), order2=self.order2)
+        m = int(sde.noise_dim(setup.seed0_data))
+        if self.solver in COMMUTATIVE_ONLY and m > 1:
+            ratios = np.asarray(seed_commutativity_defects(sde, setup.theta0, setup.data, setup.data_batched))
+            bad = np.flatnonzero(~(ratios <= self.commutative_tol))
+            if bad.size:
+                i = int(bad[0])
+                raise _scenario_error(
+                    setup.scenario,
+                    "runners",
+                    f"preset {self.name!r} ({self.solver}) needs commutative noise, but the noise "
+                    f"columns' Lie brackets reach {float(ratios[i]):.2e} (relative) at seed {int(setup.seeds[i])}'s "
+                    f"initial point ({bad.size} of {len(ratios)} seeds above commutative_tol = "
+                    f"{self.commutative_tol:g}); use euler_maruyama, heun or srk",
+                )
+        # with no noise columns the Ito correction is zero: skip it (and its empty map)
+        ito = bool(self.ito_correction) and m > 0
+        solver = make_solver(self.solver, self.name)
+        return SDEStepper(sde, solver, substeps=self.substeps, ito_correction=ito, dense_diffusion=self.dense_diffusion)
+
+    def make_runner(self, setup):
+        from .runners import FixedStepRunner
+
+        return FixedStepRunner(self.make_stepper(setup), self)
 
 
 class AdaptivePreset(_PresetBase):
@@ -98,6 +180,23 @@ class AdaptivePreset(_PresetBase):
     max_steps: PositiveInt = 1_000_000
     ito_correction: bool = True
     order2: bool = False
+
+    @property
+    def group(self) -> str:
+        return f"sde/{self.name}"
+
+    def make_runner(self, setup):
+        """:class:`~sde_bias.runners.AdaptiveRunner` on the SGD-SDE, its Brownian tree
+        spanning the scenario's whole run (``(total_steps + 1) lr``, whatever the chunking)."""
+        from .runners import AdaptiveRunner
+        from .sde import SGDSDE
+
+        sc = setup.scenario
+        lr = float(sc.training.lr)
+        sde = SGDSDE(setup.problem, lr, order2=self.order2)
+        ito = bool(self.ito_correction) and int(sde.noise_dim(setup.seed0_data)) > 0
+        t_final = (sc.total_steps + 1) * lr
+        return AdaptiveRunner(sde, make_solver(self.solver, self.name), self, float(t_final), ito)
 
 
 Preset = Annotated[Union[DiscretePreset, SDEPreset, AdaptivePreset], Field(discriminator="kind")]

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .contracts import AbstractStepper
 from .sde import SDEStepper, commutativity_defect, needs_levy_area
 
 # weak and strong orders by diffrax solver and noise class. "additive": the diffusion does
@@ -75,7 +76,7 @@ def combine_levy(w: jax.Array, h: jax.Array) -> jax.Array:
     return jnp.sum(s_before + 0.5 * w + h, axis=-2) / g - 0.5 * total
 
 
-class RefinedStepper(eqx.Module):
+class RefinedStepper(AbstractStepper):
     """``stepper`` (an :class:`~sde_bias.sde.SDEStepper` whose ``substeps`` already include
     the refinement) driven by a path drawn at ``group`` times finer resolution: each of its
     increments is the sum of ``group`` fine increments. Levels ``refine = 1, 2, 4, ...``

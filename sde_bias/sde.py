@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .contracts import AbstractStepper
 from .data import Dataset
 
 
@@ -178,7 +179,7 @@ def needs_levy_area(solver) -> bool:
     return isinstance(solver, diffrax.AbstractSRK)
 
 
-class SDEStepper(eqx.Module):
+class SDEStepper(AbstractStepper):
     """One fixed step of a diffrax solver on the SGD-SDE, driven by pre-drawn increments.
 
     ``substeps`` SDE steps of size ``dt = eta / substeps`` make one unit step (one SGD
@@ -249,6 +250,19 @@ def commutativity_defect(sde: AbstractSDE, theta, data) -> Float[Array, ""]:
     bracket = dd - jnp.swapaxes(dd, 0, 1)
     scale = jnp.max(jnp.abs(dd)) + jnp.finfo(theta.dtype).tiny
     return jnp.max(jnp.abs(bracket)) / scale
+
+
+@eqx.filter_jit
+def seed_commutativity_defects(sde: AbstractSDE, theta0: Float[Array, "S p"], data, data_batched: bool) -> Float[Array, " S"]:
+    """:func:`commutativity_defect` at every seed's initial point (``data`` per seed when
+    ``data_batched``), one seed at a time."""
+
+    def one(args):
+        theta, d = args if data_batched else (args, data)
+        return commutativity_defect(sde, theta, d)
+
+    xs = (theta0, data) if data_batched else theta0
+    return jax.lax.map(one, xs)
 
 
 def check_commutative_noise(sde: AbstractSDE, theta, data) -> float:

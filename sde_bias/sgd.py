@@ -16,10 +16,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .contracts import AbstractStepper
 from .noise import FullBatch
 
 
-class DiscreteStepper(eqx.Module):
+class DiscreteStepper(AbstractStepper):
     """One discrete update per sub-step; ``svag_l = 1`` is plain SGD.
 
     ``full_batch=True`` replaces the problem's scheme by :class:`~sde_bias.noise.FullBatch`
