@@ -45,8 +45,14 @@ def _gather(data: Dataset, idx) -> Dataset:
     return Dataset(jax.tree_util.tree_map(lambda a: a[idx], data.x), data.y[idx])
 
 
+SCHEME_FINAL_MEMBERS = ("diffusion_matrix", "covariance")
+"""The concrete members of :class:`AbstractScheme`: derived from :meth:`~AbstractScheme.diffusion_mv`,
+never overridden."""
+
+
 class AbstractScheme(eqx.Module):
-    """A sampling scheme; see the module docstring for the contract."""
+    """A sampling scheme: the contract the engine and the SDE rely on (see the module
+    docstring for the maths). Concrete schemes are final."""
 
     @abc.abstractmethod
     def draw(self, key: PRNGKeyArray, num_steps: int, problem, data: Dataset) -> Any:
@@ -55,6 +61,42 @@ class AbstractScheme(eqx.Module):
     @abc.abstractmethod
     def stochastic_gradient(self, problem, theta, data: Dataset, draw) -> Float[Array, " p"]:
         """``g_hat`` for one step, given that step's slice of :meth:`draw`."""
+
+    @abc.abstractmethod
+    def mean_gradient(self, problem, theta, data: Dataset) -> Float[Array, " p"]:
+        """``E[g_hat]``; the SDE drift is ``-E[g_hat]``."""
+
+    @abc.abstractmethod
+    def noise_dim(self, problem, data: Dataset) -> int:
+        """``m``, the number of diffusion columns (length of ``xi`` in :meth:`diffusion_mv`)."""
+
+    @abc.abstractmethod
+    def diffusion_mv(self, problem, theta, data: Dataset, xi: Float[Array, " m"]) -> Float[Array, " p"]:
+        """``sigma xi`` with ``sigma sigma^T = Cov[g_hat]``, matrix-free."""
+
+    @abc.abstractmethod
+    def label_noise_weight(self, n: int) -> float:
+        """``kappa`` with ``E[sum_b w_b^2 1{b -> i}] = kappa`` for every sample ``i``."""
+
+    # ------------------------------------------------------------------ final: dense forms
+    def diffusion_matrix(self, problem, theta, data: Dataset) -> Float[Array, "p m"]:
+        """Dense ``sigma`` [p, m]: the Jacobian of the linear map :meth:`diffusion_mv`."""
+        m = self.noise_dim(problem, data)
+        xi0 = jnp.zeros((m,), theta.dtype)
+        return jax.jacfwd(lambda xi: self.diffusion_mv(problem, theta, data, xi))(xi0)
+
+    def covariance(self, problem, theta, data: Dataset) -> Float[Array, "p p"]:
+        """``Cov[g_hat] = sigma sigma^T`` (dense; for tests and small models)."""
+        s = self.diffusion_matrix(problem, theta, data)
+        return s @ s.T
+
+
+class AbstractWeightedScheme(AbstractScheme):
+    """A scheme whose stochastic gradient is ``g_hat = grad sum_i w_i l_i`` with random
+    sample weights ``w`` (a batch of the data and its weights per step, :meth:`batch`).
+
+    Its moments follow from those of ``w``: ``E[g_hat] = grad sum_i E[w_i] l_i`` and
+    ``sigma xi = grad sum_i (S xi)_i l_i`` with ``S S^T = Cov[w]`` (one backward pass)."""
 
     @abc.abstractmethod
     def sample_weights(self, n: int, dtype) -> Float[Array, " n"]:
@@ -69,10 +111,9 @@ class AbstractScheme(eqx.Module):
         """Length of ``xi`` in :meth:`weight_noise`."""
 
     @abc.abstractmethod
-    def label_noise_weight(self, n: int) -> float:
-        """``kappa`` with ``E[sum_b w_b^2 1{b -> i}] = kappa`` for every sample ``i``."""
+    def batch(self, data: Dataset, draw) -> tuple[Dataset, Float[Array, " b"]]:
+        """One step's samples and their weights, given that step's slice of :meth:`draw`."""
 
-    # ------------------------------------------------------------------ shared maths
     def mean_gradient(self, problem, theta, data: Dataset) -> Float[Array, " p"]:
         """``E[g_hat] = grad sum_i E[w_i] l_i``."""
         w = self.sample_weights(data.size, theta.dtype)
@@ -88,19 +129,14 @@ class AbstractScheme(eqx.Module):
         w = self.weight_noise(xi, data.size)
         return jax.grad(problem.weighted_loss)(theta, data, w)
 
-    def diffusion_matrix(self, problem, theta, data: Dataset) -> Float[Array, "p m"]:
-        """Dense ``sigma`` [p, m]: the Jacobian of the linear map :meth:`diffusion_mv`."""
-        m = self.noise_dim(problem, data)
-        xi0 = jnp.zeros((m,), theta.dtype)
-        return jax.jacfwd(lambda xi: self.diffusion_mv(problem, theta, data, xi))(xi0)
 
-    def covariance(self, problem, theta, data: Dataset) -> Float[Array, "p p"]:
-        """``Cov[g_hat] = sigma sigma^T`` (dense; for tests and small models)."""
-        s = self.diffusion_matrix(problem, theta, data)
-        return s @ s.T
+def _batch_gradient(scheme: AbstractWeightedScheme, problem, theta, data: Dataset, draw) -> Float[Array, " p"]:
+    """``grad sum_b w_b l_b`` over one step's batch (:meth:`AbstractWeightedScheme.batch`)."""
+    b, w = scheme.batch(data, draw)
+    return jax.grad(problem.weighted_loss)(theta, b, w)
 
 
-class _CentredBatch(AbstractScheme):
+class _CentredBatch(AbstractWeightedScheme):
     """Schemes whose weights have ``E[w] = 1/n`` and ``Cov[w] = c^2 n (I - 11^T/n) / n``,
     so that ``Cov[g_hat] = factor * Sigma_1`` with ``c^2 = factor / n``."""
 
@@ -137,17 +173,24 @@ class FullBatch(_CentredBatch):
         return data, self.sample_weights(data.size, data.y.dtype)
 
 
-class WithReplacement(_CentredBatch):
-    """Minibatch of ``batch_size`` indices drawn uniformly with replacement:
-    ``Cov[g_hat] = Sigma_1 / B``."""
+class _Minibatch(_CentredBatch):
+    """A batch of ``batch_size`` samples per step, each of weight ``1 / batch_size``."""
 
     batch_size: int = eqx.field(static=True)
 
-    def factor(self, n):
-        return 1.0 / self.batch_size
-
     def label_noise_weight(self, n):
         return 1.0 / (self.batch_size * n)
+
+    def stochastic_gradient(self, problem, theta, data, draw):
+        return _batch_gradient(self, problem, theta, data, draw)
+
+
+class WithReplacement(_Minibatch):
+    """Minibatch of ``batch_size`` indices drawn uniformly with replacement:
+    ``Cov[g_hat] = Sigma_1 / B``."""
+
+    def factor(self, n):
+        return 1.0 / self.batch_size
 
     def draw(self, key, num_steps, problem, data):
         return jax.random.randint(key, (num_steps, self.batch_size), 0, data.size)
@@ -155,12 +198,8 @@ class WithReplacement(_CentredBatch):
     def batch(self, data, draw):
         return _gather(data, draw), jnp.full((self.batch_size,), 1.0 / self.batch_size, data.y.dtype)
 
-    def stochastic_gradient(self, problem, theta, data, draw):
-        b, w = self.batch(data, draw)
-        return jax.grad(problem.weighted_loss)(theta, b, w)
 
-
-class WithoutReplacement(WithReplacement):
+class WithoutReplacement(_Minibatch):
     """Minibatch of ``batch_size`` distinct indices:
     ``Cov[g_hat] = Sigma_1 (n - B) / (B (n - 1))``."""
 
@@ -172,8 +211,11 @@ class WithoutReplacement(WithReplacement):
         u = jax.random.uniform(key, (num_steps, data.size))
         return jnp.argsort(u, axis=-1)[:, : self.batch_size]
 
+    def batch(self, data, draw):
+        return _gather(data, draw), jnp.full((self.batch_size,), 1.0 / self.batch_size, data.y.dtype)
 
-class Bernoulli(AbstractScheme):
+
+class Bernoulli(AbstractWeightedScheme):
     """Every sample kept independently with probability ``rho``; ``g_hat = grad sum_i
     m_i l_i / N`` with a fixed normaliser ``N`` (the paper's matrix completion: entries
     kept with probability 0.5, summed squared error over 400 entries).
@@ -220,15 +262,17 @@ class Bernoulli(AbstractScheme):
         return data, m.astype(data.y.dtype) / self.normalizer
 
     def stochastic_gradient(self, problem, theta, data, draw):
-        b, w = self.batch(data, draw)
-        return jax.grad(problem.weighted_loss)(theta, b, w)
+        return _batch_gradient(self, problem, theta, data, draw)
 
 
-class Online(WithReplacement):
+class Online(_Minibatch):
     """Online SGD: a fresh batch of ``batch_size`` samples from ``problem.stream`` at
     every step. The SDE uses the seed's reference set of ``M = problem.num_reference``
     samples: drift ``-mean gradient`` and covariance ``Cov_x[g] / B`` estimated on it
     (with-replacement sampling from the reference set has exactly these moments)."""
+
+    def factor(self, n):
+        return 1.0 / self.batch_size
 
     def draw(self, key, num_steps, problem, data):
         fresh = problem.stream.sample(key, num_steps * self.batch_size, data.y.dtype)
@@ -249,17 +293,11 @@ class LabelNoise(AbstractScheme):
     ``std^2 kappa sum_i J_i J_i^T`` (``kappa`` from the base scheme), realised by
     ``n * out`` extra diffusion columns."""
 
-    base: AbstractScheme
+    base: AbstractWeightedScheme
     std: float = eqx.field(static=True)
 
-    def sample_weights(self, n, dtype):
-        return self.base.sample_weights(n, dtype)
-
-    def weight_noise(self, xi, n):
-        return self.base.weight_noise(xi, n)
-
-    def weight_noise_dim(self, n):
-        return self.base.weight_noise_dim(n)
+    def mean_gradient(self, problem, theta, data):
+        return self.base.mean_gradient(problem, theta, data)
 
     def label_noise_weight(self, n):
         return self.base.label_noise_weight(n)
