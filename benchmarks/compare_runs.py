@@ -59,7 +59,11 @@ def datasets(path: Path) -> dict:
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
                 a = obj[()]
-                out[name] = (a.dtype.str, np.shape(a), np.asarray(a).tobytes())
+                if np.asarray(a).dtype.kind == "O":  # variable-length strings: compare the values, not the pointers
+                    raw = repr(np.asarray(a).ravel().tolist()).encode()
+                else:
+                    raw = np.asarray(a).tobytes()
+                out[name] = (a.dtype.str, np.shape(a), raw)
 
         f.visititems(visit)
     return out
