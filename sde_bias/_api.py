@@ -11,6 +11,7 @@ from .data import Dataset as Dataset, TeacherStream as TeacherStream
 from .losses import L1Penalty as L1Penalty, SquaredLoss as SquaredLoss
 from .noise import (
     AbstractScheme as AbstractScheme,
+    AbstractWeightedScheme as AbstractWeightedScheme,
     Bernoulli as Bernoulli,
     FullBatch as FullBatch,
     LabelNoise as LabelNoise,
@@ -26,7 +27,9 @@ from .sde import (
     SDEStepper as SDEStepper,
     SGDSDE as SGDSDE,
 )
+from .contracts import AbstractRunner as AbstractRunner, AbstractStepper as AbstractStepper
 from .integrate import advance as advance, run_ensemble as run_ensemble
+from .runners import AdaptiveRunner as AdaptiveRunner, FixedStepRunner as FixedStepRunner
 from .observables import make_observer as make_observer
 from .quotient import (
     ito_projection as ito_projection,
