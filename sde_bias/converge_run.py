@@ -185,15 +185,12 @@ def _with(sc, **training):
 
 
 def _sde_stepper(setup, name: str, source: str, where: str):
-    from .build import FixedStepRunner, make_runner
     from .presets import get_preset, resolve_preset
 
     preset = resolve_preset(get_preset(name), setup.scenario.runner_options.get(name))
     if preset.kind != "sde":
         raise ScenarioError(source, [(where, f"preset {name!r} is {preset.kind!r}; a converge study needs fixed-step SDE presets (kind sde)", name)])
-    runner = make_runner(setup, preset)
-    assert isinstance(runner, FixedStepRunner)
-    return preset, runner.stepper
+    return preset, preset.make_stepper(setup)
 
 
 def _records_at(out: dict, idx: list[int]) -> dict[str, np.ndarray]:
@@ -311,7 +308,7 @@ def _sgd_gap(sc, scs, cfg, series, closed, t_end: float, source: str, log) -> di
     """Discrete SGD against the Richardson-extrapolated SDE at several ``lr`` (same initial
     points, the horizon ``t_end`` fixed): the gap of every series' mean and variance, and
     the order of ``|gap|`` in ``lr`` with its confidence interval."""
-    from .build import FixedStepRunner, build_setup, make_runner
+    from .build import build_setup
     from .convergence import contributions, fit_order, richardson
     from .integrate import run_ensemble
     from .observables import make_observer
@@ -335,9 +332,8 @@ def _sgd_gap(sc, scs, cfg, series, closed, t_end: float, source: str, log) -> di
         observe = make_observer(setup.problem, obs_names)
         kw = dict(num_steps=n, record_every=n, data_batched=setup.data_batched,
                   divergence_threshold=float(sc.training.divergence_threshold))
-        sgd_runner = make_runner(setup, resolve_preset(get_preset("sgd"), sc.runner_options.get("sgd")))
-        assert isinstance(sgd_runner, FixedStepRunner)
-        o_sgd = run_ensemble(sgd_runner.stepper, setup.theta0, setup.run_keys, setup.data, observe, **kw)
+        sgd_stepper = resolve_preset(get_preset("sgd"), sc.runner_options.get("sgd")).make_stepper(setup)
+        o_sgd = run_ensemble(sgd_stepper, setup.theta0, setup.run_keys, setup.data, observe, **kw)
         _, st = _sde_stepper(setup, solver, source, "convergence.sgd.solver")
         o_sde = run_levels(st, list(g.refine), setup.theta0, setup.run_keys, setup.data, observe, **kw)
         ok = np.asarray(o_sgd["diverged_at"]) < 0
