@@ -52,6 +52,7 @@ def add_design_parser(sub, epilog: str) -> argparse.ArgumentParser:
     src.add_argument("--scenario", metavar="S", help="take the training data of this scenario")
     d.add_argument("--x-key", default="x", help="array/column name of the inputs in --data (default x)")
     d.add_argument("--y-key", default="y", help="array/column name of the labels in --data (default y)")
+    d.add_argument("--truth-key", help="array/column name of the true coefficients in --data (optional)")
     d.add_argument("--problem", default="10,20", metavar="N,D", help="random problem size without data (default 10,20)")
     d.add_argument("--problem-seed", type=int, default=0, metavar="K", help="seed of the random problem (default 0)")
     d.add_argument("--mechanism", choices=("gd", "label_noise", "both"), default="label_noise",
@@ -98,7 +99,13 @@ def _data(args):
             X = X.reshape(X.shape[0], -1)
         if X.shape[0] != y.shape[0]:
             raise UserError(f"--data {args.data}: x has {X.shape[0]} samples but y has {y.shape[0]}")
-        return X, y, None, f"data from {args.data}"
+        truth = None
+        if args.truth_key:
+            try:
+                truth = np.asarray(read_arrays(FileData(type="file", path=args.data, x=args.truth_key, y=args.y_key)).x, float)
+            except DataFileError as e:
+                raise UserError(f"--data {args.data}: {e.message}") from None
+        return X, y, truth, f"data from {args.data}"
     if args.scenario:
         import jax
 
@@ -187,19 +194,16 @@ def _scenario(args, design, X, y, truth, alpha, source):
         init = {"std": 0.1}
     elif args.target == "group":
         k, G = args.group_size, d // args.group_size
-        if lam is None or np.ptp(lam) <= 1e-12 * max(lam):
+        if lam is None or np.ptp(lam) <= 1e-6 * max(lam):
             model = {"type": "group_hadamard", "dim": d, "group_size": k}
         else:
             model = {"type": "sde_bias.design_models:ScaledGroupHadamard", "dim": d, "group_size": k, "scales": lam}
-        init = {"std": 0.0, "point": {"s": [alpha] * G, "v": [alpha / np.sqrt(k)] * d}}
+        init = {"std": 0.0, "point": {"s": [float(alpha)] * G, "v": [float(alpha / np.sqrt(k))] * d}}
     else:
         syn = "identity" if args.target == "weighted_l1" else args.target
         model = {"type": "sde_bias.design_models:SynthesisHadamard", "dim": d, "depth": args.depth,
                  "synthesis": syn, "scales": lam}
-        if args.depth == 2:
-            init = {"std": 0.0, "point": {"u": [alpha] * d, "v": [0.0] * d}}
-        else:
-            init = {"std": 0.0, "point": {f"u{l + 1}": [alpha if l < args.depth - 1 else 0.0] * d for l in range(args.depth)}}
+        init = {"std": 0.0, "point": {f"u{l + 1}": [float(alpha) if l < args.depth - 1 else 0.0] * d for l in range(args.depth)}}
     # step size from the curvature at the prediction: |grad f|^2 ~ |X S|^2 |z|^((2D-2)/D)
     pred = design.predicted.get("label_noise") or design.predicted.get("target")
     XS = X if design.synthesis is None else X @ design.synthesis
@@ -208,7 +212,10 @@ def _scenario(args, design, X, y, truth, alpha, source):
     lr = args.lr or float(f"{0.1 / (L * max(zmax, 1e-3) ** ((2 * args.depth - 2) / args.depth) * args.depth):.2g}")
     delta = args.label_noise if design.relies_on != ("gd",) else 0.0
     n = X.shape[0]
-    steps = args.steps or int(min(2_000_000, max(1000, round(8.0 / (lr**2 * max(delta, 1.0) ** 2)))))
+    if delta > 0:  # slow time k eta^2 delta^2 (batch 1) up to 8
+        steps = args.steps or int(min(1_000_000, max(1000, round(8.0 / (lr**2 * delta**2)))))
+    else:  # gradient flow from scale alpha: time ~ log(1 / alpha) over the smallest relevant rate
+        steps = args.steps or int(min(1_000_000, max(1000, round(20 * np.log(2 / alpha**2) / (lr * L * max(zmax, 1e-3))))))
     every = max(1, steps // 50)
     steps = every * (steps // every)
     data = {"type": "fixed", "x": np.asarray(X).tolist(), "y": np.asarray(y).tolist()}

@@ -54,7 +54,8 @@ def synthesis_matrix(kind: str, dim: int) -> np.ndarray:
 def _scales(scales, n: int, what: str) -> tuple[float, ...]:
     if scales is None:
         return (1.0,) * n
-    s = tuple(float(a) for a in (scales if isinstance(scales, (list, tuple)) else [scales] * n))
+    arr = np.broadcast_to(np.asarray(scales, float), (n,)) if np.ndim(scales) == 0 else np.asarray(scales, float).reshape(-1)
+    s = tuple(float(a) for a in arr)
     if len(s) != n or not all(math.isfinite(a) and a > 0 for a in s):
         raise ValueError(f"scales must be {n} positive numbers ({what}), got {list(s)[:6]}")
     return s
@@ -63,7 +64,7 @@ def _scales(scales, n: int, what: str) -> tuple[float, ...]:
 class SynthesisHadamard(AbstractModel):
     """``f(x) = x . beta``, ``beta = S diag(lambda) z``, ``z = u_1 * ... * u_D`` (module docstring).
 
-    Blocks ``u``, ``v`` (``depth = 2``) or ``u1``..``uD``; group ``(R_{>0})^{d (D-1)}`` as in
+    Blocks ``u1``..``uD``; group ``(R_{>0})^{d (D-1)}`` as in
     ``DeepHadamard``; invariants ``beta``; balanced section ``|u_l| = |z|^{1/D}``, sign on the last."""
 
     dim: int = eqx.field(static=True)
@@ -84,8 +85,6 @@ class SynthesisHadamard(AbstractModel):
 
     @property
     def block_shapes(self):
-        if self.depth == 2:
-            return {"u": (self.dim,), "v": (self.dim,)}
         return {f"u{l + 1}": (self.dim,) for l in range(self.depth)}
 
     @property
