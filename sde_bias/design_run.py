@@ -216,6 +216,9 @@ def design_stage(sc, setup, h5) -> Result:
         res[f"predictions/{name}"] = (preds[name], attrs)
     # disagreement between the mechanisms
     warn: list[str] = []
+    if facts["groups"] is not None and "label_noise" in preds:
+        gn = [float(np.linalg.norm(preds["label_noise"][0][g])) for g in facts["groups"]]
+        notes.append("label_noise prediction: group norms " + ", ".join(f"{a:.3g}" for a in gn))
     if "gd" in preds and "label_noise" in preds:
         gap = float(np.mean(np.linalg.norm(preds["gd"] - preds["label_noise"], axis=1)
                             / np.linalg.norm(preds["label_noise"], axis=1)))
@@ -242,6 +245,11 @@ def design_stage(sc, setup, h5) -> Result:
         fm, fse = _mean_se(beta[ok, -1])
         res[f"{base}/final_mean"] = (fm, {})
         res[f"{base}/final_se"] = (fse, {})
+        if facts["groups"] is not None:  # whole groups vanishing: the norm of each group at the end
+            norms = np.stack([np.linalg.norm(beta[ok, -1][:, g], axis=-1) for g in facts["groups"]], axis=1)
+            gm, gse = _mean_se(norms)
+            res[f"{base}/final_group_norms"] = (np.stack([gm, gse]), {"rows": "mean, se over seeds"})
+            notes.append(f"{path}: group norms at the end " + ", ".join(f"{a:.3g} +- {b:.1g}" for a, b in zip(gm, gse)))
         for name, ref in preds.items():
             dist = np.linalg.norm(beta - ref[:, None, :], axis=-1) / np.linalg.norm(ref, axis=-1)[:, None]
             m, se = _mean_se(dist[ok])
