@@ -218,7 +218,8 @@ def _scenario(args, design, X, y, truth, alpha, source):
         steps = args.steps or int(min(1_000_000, max(1000, round(20 * np.log(2 / alpha**2) / (lr * L * max(zmax, 1e-3))))))
     every = max(1, steps // 50)
     steps = every * (steps // every)
-    data = {"type": "fixed", "x": np.asarray(X).tolist(), "y": np.asarray(y).tolist()}
+    xs = np.asarray(X, int) if args.target == "low_rank" else np.asarray(X)  # index pairs stay integers
+    data = {"type": "fixed", "x": xs.tolist(), "y": np.asarray(y).tolist()}
     if truth is not None and np.size(truth) == d and args.target != "low_rank":
         data["target"] = np.asarray(truth).tolist()
     sc = {

@@ -44,7 +44,7 @@ def _model_facts(model, x) -> dict[str, Any] | None:
     import jax.numpy as jnp
 
     from .design_models import ScaledGroupHadamard, SynthesisHadamard
-    from .models import CumsumHadamard, DeepHadamard, GroupHadamard, Hadamard
+    from .models import CumsumHadamard, DeepHadamard, GroupHadamard, Hadamard, MatrixFactorization
 
     xs = jnp.asarray(x)
     if isinstance(model, (Hadamard, DeepHadamard, GroupHadamard)):
@@ -60,6 +60,13 @@ def _model_facts(model, x) -> dict[str, Any] | None:
         depth = getattr(model, "depth", 2)
         return {"M": M, "S": S, "depth": depth, "groups": None, "scales": None,
                 "layers": lambda th: np.stack([np.asarray(v, float) for v in model.unflatten(th).values()])}
+    if isinstance(model, MatrixFactorization):
+        import sde_bias.design as D
+
+        obs = np.asarray(xs, int).reshape(-1, 2)
+        shape = (model.rows, model.cols)
+        return {"M": np.asarray(D.observation_matrix(shape, obs), float), "S": None, "depth": 2, "groups": None,
+                "scales": None, "layers": None, "matrix": (shape, obs)}
     if isinstance(model, (GroupHadamard, ScaledGroupHadamard)):
         k = model.group_size
         groups = [list(range(g * k, g * k + k)) for g in range(model.dim // k)]
@@ -84,7 +91,14 @@ def _predict_seed(facts, cfg, layers, y, cache) -> dict[str, Any]:
     out: dict[str, Any] = {}
     M, S, depth = facts["M"], _synthesis_of(facts), facts["depth"]
     MS = M @ S
-    if facts["groups"] is None:
+    if facts.get("matrix") is not None:
+        shape, obs = facts["matrix"]
+        pens = {
+            "gd": (None, None, "no prediction for small-init gradient flow on P Q (conjectured min nuclear norm)"),
+            "label_noise": (D.factorization_fibre_penalty(shape, obs), None,
+                            "(2/|Omega|) |D_r^(1/2) M D_c^(1/2)|_* (label-noise R* of P Q)"),
+        }
+    elif facts["groups"] is None:
         mags = np.abs(layers)
         balanced = bool(np.all(np.abs(mags - mags[0]) <= 1e-12 * (1 + mags[0])))
         signs = np.sign(np.prod(layers, axis=0)) if balanced else np.zeros(layers.shape[1])
@@ -143,6 +157,11 @@ def _fixed_predictions(facts, cfg, y, truth) -> dict[str, Any]:
         groups = facts["groups"]
         w = np.ones(len(groups)) if w is None else w
         out["target"] = (D.predicted_interpolator(D.GroupNorm(groups, w), M, y), "target: group l2 norm")
+    elif cfg.target == "low_rank":
+        if facts.get("matrix") is None:
+            raise ValueError("design.target: low_rank needs a matrix_factorization model")
+        m, n = facts["matrix"][0]
+        out["target"] = (D.predicted_interpolator(D.WeightedNuclear(np.ones(m), np.ones(n)), M, y), "target: nuclear norm")
     if "l1" in cfg.alternatives:
         out["l1"] = (D.predicted_interpolator(D.WeightedL1(np.ones(d)), M, y), "plain l1")
     if "l2" in cfg.alternatives:
@@ -182,9 +201,9 @@ def design_stage(sc, setup, h5) -> Result:
     problem = setup.problem
     facts = None if problem.train is None else _model_facts(problem.model, problem.train.x)
     if facts is None:
-        note = ("no design facts for this model (the calculator knows Hadamard-type and group products with "
+        note = ("no design facts for this model (the calculator knows Hadamard-type, group and P Q products with "
                 "fixed training data)")
-        res[""] = (None, {"status": "skipped", "note": note})
+        res[""] = (None, {"status": "skipped", "note": note, "summary": note})
         return res
     y = np.asarray(problem.train.y, float).reshape(-1)
     truth = None if problem.target is None else np.asarray(problem.target, float)
