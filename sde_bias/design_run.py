@@ -274,6 +274,9 @@ def design_stage(sc, setup, h5) -> Result:
             m, se = _mean_se(dist[ok])
             res[f"{base}/{name}/mean"] = (m, {})
             res[f"{base}/{name}/se"] = (se, {})
+            if np.all(ref == ref[:1]):  # one prediction for all seeds: the distance of the seed mean (the bias,
+                mb = beta[ok].mean(0)   # without the seeds' O(sqrt(eta)) spread; its own noise ~ se / sqrt(S))
+                res[f"{base}/{name}/seed_mean_distance"] = (np.linalg.norm(mb - ref[0], axis=-1) / np.linalg.norm(ref[0]), {})
             rows.append((path, name, float(m[-1]), float(se[-1])))
     summary = _summary_text(cfg, preds, res, rows, warn, notes)
     res[""] = (None, {"status": "ok", "mechanism": cfg.mechanism, "target": cfg.target,
