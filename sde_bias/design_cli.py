@@ -215,7 +215,9 @@ def _scenario(args, design, X, y, truth, alpha, source):
     if delta > 0:  # slow time k eta^2 delta^2 (batch 1) up to 8
         steps = args.steps or int(min(1_000_000, max(1000, round(8.0 / (lr**2 * delta**2)))))
     else:  # gradient flow from scale alpha: time ~ log(1 / alpha) over the smallest relevant rate
-        steps = args.steps or int(min(1_000_000, max(1000, round(20 * np.log(2 / alpha**2) / (lr * L * max(zmax, 1e-3))))))
+        sv = np.linalg.svd(XS, compute_uv=False)  # the slowest direction of the fit sets the time
+        L_min = float(sv[sv > 1e-10 * sv[0]].min() ** 2 / X.shape[0])
+        steps = args.steps or int(min(1_000_000, max(1000, round(20 * np.log(2 / alpha**2) / (lr * L_min * max(zmax, 1e-3))))))
     every = max(1, steps // 50)
     steps = every * (steps // every)
     xs = np.asarray(X, int) if args.target == "low_rank" else np.asarray(X)  # index pairs stay integers
