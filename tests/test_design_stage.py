@@ -173,3 +173,31 @@ def test_design_weighted_l1_writes_a_valid_scenario(tmp_path):
     assert raw["design"] == {"target": "weighted_l1", "mechanism": "label_noise", "weights": w}
     assert raw["noise"]["label_noise"] == 1.0 and "quick" in raw["variants"]
     scenario_from_dict(raw, str(out), variant="quick")
+
+
+def test_stage_low_rank_predicts_an_interpolating_weighted_nuclear_norm_minimiser(tmp_path):
+    """P Q on 6 observed entries of a 3 x 3 matrix: the stage's label-noise and target predictions
+    interpolate the observed entries (checked here against the data) with KKT residuals below 1e-6."""
+    idx = [[0, 0], [0, 1], [1, 1], [1, 2], [2, 0], [2, 2]]
+    M = np.outer([1.0, -0.5, 0.8], [0.6, 1.0, -0.4])
+    raw = {
+        "name": "lr", "precision": "float64",
+        "model": {"type": "matrix_factorization", "rows": 3, "rank": 3, "cols": 3},
+        "init": {"std": 0.1},
+        "data": {"type": "fixed", "x": idx, "y": [float(M[i, j]) for i, j in idx]},
+        "noise": {"scheme": "with_replacement", "batch_size": 1, "label_noise": 0.5},
+        "training": {"lr": 0.05, "steps": 40, "record_every": 20},
+        "seeds": {"count": 2}, "runners": ["sgd"], "record": ["invariants"],
+        "design": {"target": "low_rank", "alternatives": ["l2"]},
+    }
+    out = tmp_path / "lr.h5"
+    run_scenario(scenario_from_dict(raw, "lr.yaml"), out, quiet=True)
+    with h5py.File(out) as f:
+        g = f["design"]
+        assert g.attrs["status"] == "ok" and set(g["predictions"]) == {"label_noise", "target", "l2"}
+        for name in ("label_noise", "target"):
+            assert g[f"predictions/{name}"].attrs["max_residual"] < 1e-6
+            B = g[f"predictions/{name}"][0].reshape(3, 3)
+            np.testing.assert_allclose([B[i, j] for i, j in idx], [M[i, j] for i, j in idx], atol=1e-7)
+        # slow time k eta^2 delta^2 c kappa n with c = 1 (half_sum) and kappa n = 1 / B = 1
+        np.testing.assert_allclose(g["runners/sgd/tau"][...], np.array([0, 20, 40]) * 0.05**2 * 0.5**2, rtol=1e-12)
