@@ -6,6 +6,7 @@
     sde-bias inspect FILE
     sde-bias plot FILE [--out DIR]
     sde-bias report FILE... [--out DIR] [--notes FILE]
+    sde-bias design TARGET [--data FILE|--scenario S] [--mechanism gd|label_noise|both] [--out FILE]
     sde-bias converge SCENARIO [--variant V] [--solvers A,B] [--refine 1,2,4,8] [--observables X,Y] [--strong] [--out FILE]
 
 Exit codes: 0 ok; 1 internal error (a bug: the traceback is printed); 2 user error
@@ -286,6 +287,10 @@ def cmd_inspect(args) -> int:
         if conv is not None and "summary" in conv.attrs:
             text = conv.attrs["summary"]
             print("\n" + "\n".join("  " + line for line in (text.decode() if isinstance(text, bytes) else str(text)).splitlines()))
+        from .design_run import inspect_lines
+
+        for line in inspect_lines(f.h5):  # the design stage's summary, if the run has one
+            print(line)
         extra = [k for k in f.h5.keys() if k not in {r.split('/')[0] for r in runners}]
         if extra:
             print(f"\n  other groups: {', '.join(extra)}")
@@ -441,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--no-plot", action="store_true", help="do not write the PNG figures")
     cv.add_argument("--quiet", "-q", action="store_true")
     cv.set_defaults(func=cmd_converge)
+
+    from .design_cli import add_design_parser  # light: the command imports JAX when it runs
+
+    add_design_parser(sub, EPILOG)
     return p
 
 

@@ -430,6 +430,10 @@ def _run_locked(sc, out: Path, resolved, resume: bool, progress: Progress, t_sta
         hook = _theory_hook()
         if hook is not None:
             hook(sc, setup, f.h5)
+        if getattr(sc, "design", None) is not None:  # the inverse-design stage (sde_bias.design_run)
+            from .design_run import design_hook
+
+            design_hook(sc, setup, f.h5)
         f.h5.attrs["complete"] = np.int8(1)
         f.h5.attrs["finished"] = now_iso()
         f.h5.attrs["wall_time_s"] = float(f.h5.attrs.get("wall_time_s", 0.0)) + time.perf_counter() - t_start
