@@ -27,7 +27,8 @@ data: --data FILE (.npz/.h5/.csv with arrays --x-key, --y-key), --scenario S (it
 features), or a random sparse regression (--problem N,D, --problem-seed). The written scenario holds
 the data inline, the designed model, its initialisation, label noise, the runners gd, sgd and
 euler_maruyama and a design: block; run it with `sde-bias run FILE` (a `quick` variant is included).
-The command prints the predicted interpolators, says which mechanism the design relies on and
+The command prints the predicted interpolators (with the paper's quotient potential
+V = 1/2 log det G at each, and V's own local minimiser), says which mechanism the design relies on and
 warns where the mechanisms disagree (depth makes label noise less sparse while small-init gradient
 flow stays l1-like; scaling a coordinate weights the two mechanisms in opposite directions).
 """
@@ -244,18 +245,25 @@ def _scenario(args, design, X, y, truth, alpha, source):
     return sc, n
 
 
-def _print_design(design, sc, out):
+def _print_design(design, sc, out, quotient=None):
     import numpy as np
 
     print(f"design: {design.target} via {design.parameterization}" + (f" (depth {design.depth})" if design.depth > 2 else ""))
     if design.scales is not None:
         print(f"  scales lambda = {np.array2string(np.asarray(design.scales), precision=3, max_line_width=100)}")
     print(f"  relies on: {', '.join(design.relies_on)}")
-    for k, p in design.predicted.items():
+    q_interp, q_values, q_note = quotient if quotient is not None else (None, {}, None)
+    shown = dict(design.predicted)
+    if q_interp is not None:
+        shown["quotient"] = q_interp
+    for k, p in shown.items():
         b = np.asarray(p.beta)
         supp = int(np.sum(np.abs(b) > 1e-6 * max(1.0, np.abs(b).max())))
-        print(f"  predicted ({k:<11}): support {supp} of {b.size}, optimality residual {p.residual:.1e} [{p.method}]")
+        v = f"; V = 1/2 log det G: {q_values[k]}" if k in q_values else ""
+        print(f"  predicted ({k:<11}): support {supp} of {b.size}, optimality residual {p.residual:.1e} [{p.method}]{v}")
         print("    beta = " + np.array2string(b, precision=4, suppress_small=True, max_line_width=100).replace("\n", "\n           "))
+    if q_note:
+        print(f"  note: {q_note}")
     for w in design.warnings:
         print(f"  WARNING: {w}")
     for n in design.notes:
@@ -290,8 +298,13 @@ def cmd_design(args) -> int:
             except ValueError as e:
                 raise UserError(f"design {args.target}: {str(e).splitlines()[0]}") from None
         sc, _ = _scenario(args, design, X, y, truth, alpha, source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import sde_bias.design as D
+
+            quotient = D.design_quotient(design, X, y)
     scenario_from_dict(sc, args.out or "<design>")  # the written scenario is valid
-    _print_design(design, sc, args.out)
+    _print_design(design, sc, args.out, quotient)
     if args.out:
         text = f"# Written by `sde-bias design {args.target}` (docs/inverse_design.md).\n" + yaml.safe_dump(
             sc, sort_keys=False, default_flow_style=None, width=120)

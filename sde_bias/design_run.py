@@ -10,7 +10,12 @@ each mechanism selects from that seed's initial point and the training data:
   with the signs the dynamics keep;
 - ``target``: the ``design:`` block's target regulariser;
 - the alternatives: plain ``l1``, minimum ``l2``, the data's ``truth``, ``depth_D`` (label-noise ``R*``
-  at another depth).
+  at another depth);
+- ``quotient``: the paper's quotient potential ``V = 1/2 log det G`` on the balanced section (section
+  6.3) is concave in ``|z|`` and selects no single interpolator; its local minimiser by reweighted
+  ``l1`` from minimum ``l2`` (``sde_bias.design.quotient_interpolator``) is shown, and ``V`` at every
+  prediction (attributes ``quotient_potential``, ``quotient_degenerate``: the finite part and the
+  number of generator directions at ``-inf``) ranks them by the paper's density.
 
 Each runner's recorded coefficients ``beta(t)`` (observable ``invariants``) are compared with every
 prediction, seed by seed: relative distance ``|beta - b*| / |b*|``, mean and standard error over the
@@ -91,6 +96,7 @@ def _predict_seed(facts, cfg, layers, y, cache) -> dict[str, Any]:
     out: dict[str, Any] = {}
     M, S, depth = facts["M"], _synthesis_of(facts), facts["depth"]
     MS = M @ S
+    signs = None  # the signs the dynamics keep (balanced Hadamard-type starts)
     if facts.get("matrix") is not None:
         shape, obs = facts["matrix"]
         pens = {
@@ -126,7 +132,14 @@ def _predict_seed(facts, cfg, layers, y, cache) -> dict[str, Any]:
             "label_noise": (D.group_fibre_penalty(M, facts["groups"], lam), None,
                             "2 sum lambda_g sqrt(tr C_g) |C_g^(1/2) beta_g| (group R*)"),
         }
+    pens["quotient"] = _quotient_spec(facts, S, depth, signs)
     for name, (pen, syn, why) in pens.items():
+        if name == "quotient" and pen is not None:  # (depth, groups, signs): reweighted l1, not one convex solve
+            key = ("quotient", repr(pen[:2]), np.asarray(pen[2]).tobytes() if pen[2] is not None else b"")
+            if key not in cache:
+                cache[key] = D.quotient_interpolator(M, y, syn, depth=pen[0], groups=pen[1], signs=pen[2])[0]
+            out[name] = (cache[key], why)
+            continue
         if pen is None:
             out[name] = (None, why)
             continue
@@ -134,6 +147,32 @@ def _predict_seed(facts, cfg, layers, y, cache) -> dict[str, Any]:
         if key not in cache:
             cache[key] = D.predicted_interpolator(pen, M, y, syn)
         out[name] = (cache[key], why)
+    return out
+
+
+def _quotient_spec(facts, S, depth, signs):
+    """``(spec, synthesis, description)`` of the quotient-potential prediction (section 6.3)."""
+    if facts.get("matrix") is not None:
+        return (None, None, "no closed-form quotient potential for P Q (V = 1/2 log det G is reported numerically)")
+    groups = facts["groups"]
+    c = "1/2" if groups is not None or depth == 2 else f"{depth - 1}/{depth}"
+    what = "group" if groups is not None else "coordinate"
+    return ((depth, groups, signs), None if groups is not None else S,
+            f"quotient potential {c} sum log|z_{what}| (paper, section 6.3): a local minimiser by reweighted l1 from "
+            "min l2 (the potential is concave, -inf at every sparse interpolator)")
+
+
+def _quotient_values(model, preds) -> dict[str, Any]:
+    """``V = 1/2 log det G`` on the model's balanced section at seed 0's prediction, numerically
+    (``sde_bias.design.model_quotient_potential``); empty if the model has no section."""
+    import sde_bias.design as D
+
+    out = {}
+    for name, betas in preds.items():
+        try:
+            out[name] = D.model_quotient_potential(model, betas[0])
+        except (NotImplementedError, AttributeError, TypeError, ValueError):
+            return {}
     return out
 
 
@@ -233,6 +272,10 @@ def design_stage(sc, setup, h5) -> Result:
         if not isinstance(pred, np.ndarray):
             attrs.update(max_residual=float(pred.residual), method=pred.method)
         res[f"predictions/{name}"] = (preds[name], attrs)
+    with jax.enable_x64(True):
+        qv = _quotient_values(problem.model, preds)
+    for name, v in qv.items():
+        res[f"predictions/{name}"][1].update(quotient_potential=v.value, quotient_degenerate=v.degenerate)
     # disagreement between the mechanisms
     warn: list[str] = []
     if facts["groups"] is not None and "label_noise" in preds:
@@ -300,11 +343,15 @@ def _mean_se(x):
 
 
 def _summary_text(cfg, preds, res, rows, warn, notes) -> str:
+    from .design._quotient import QuotientValue
+
     lines = [f"design: target {cfg.target}, relies on {cfg.mechanism}"]
     for name in preds:
         a = res[f"predictions/{name}"][1]
         r = a.get("max_residual")
-        lines.append(f"  prediction {name:<12} {a['description']}" + ("" if r is None else f" (residual {r:.1e})"))
+        v = "" if "quotient_potential" not in a else \
+            f" [V = 1/2 log det G: {QuotientValue(float(a['quotient_potential']), int(a['quotient_degenerate']))}]"
+        lines.append(f"  prediction {name:<12} {a['description']}" + ("" if r is None else f" (residual {r:.1e})") + v)
     names = list(preds)
     runners = sorted({r[0] for r in rows}, key=[r[0] for r in rows].index)
     if rows:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from helpers import ROOT
 
+import sde_bias.design as sb_design
 from sde_bias import ScenarioError, run_scenario
 from sde_bias.cli import main
 from sde_bias.design_models import ScaledGroupHadamard, SynthesisHadamard, synthesis_matrix
@@ -93,8 +94,12 @@ def test_stage_gd_end_point_matches_the_init_shape_potential(tmp_path, capsys):
     with h5py.File(out) as f:
         g = f["design"]
         assert g.attrs["status"] == "ok"
-        for name in ("gd", "label_noise", "target", "l1"):
+        for name in ("gd", "label_noise", "target", "l1", "quotient"):
             assert g[f"predictions/{name}"].attrs["max_residual"] < 1e-6, name
+        # the paper's quotient potential at each prediction, from the model's Gram on the section
+        a = g["predictions/quotient"].attrs
+        v = sb_design.quotient_potential_value(g["predictions/quotient"][0])
+        assert a["quotient_degenerate"] == v.degenerate and a["quotient_potential"] == pytest.approx(v.value, rel=1e-9)
         d = g["runners/gd"]
         gd = d["gd/mean"][...]
         # falls from the start to within 1e-3 of the prediction (converged: the last records agree)
@@ -107,6 +112,7 @@ def test_stage_gd_end_point_matches_the_init_shape_potential(tmp_path, capsys):
     assert main(["inspect", str(out)]) == 0
     text = capsys.readouterr().out
     assert "design: target weighted_l1, relies on gd" in text and "prediction gd" in text
+    assert "prediction quotient" in text and "V = 1/2 log det G" in text
     # the remainder is GD's O(lr) distance from gradient flow: halving lr (twice the steps) halves it
     raw = _base(target="weighted_l1", mechanism="gd")
     raw["training"] = {"lr": 0.025, "steps": 8000, "record_every": 800}
@@ -166,6 +172,7 @@ def test_design_weighted_l1_writes_a_valid_scenario(tmp_path):
     res = _cli("design", "weighted_l1", "--problem", "5,8", "--weights", ",".join(map(str, w)), "--out", str(out))
     assert res.returncode == 0, res.stderr
     assert "relies on: label_noise" in res.stdout and "WARNING" in res.stdout and "opposite" in res.stdout
+    assert "predicted (quotient" in res.stdout and "V = 1/2 log det G" in res.stdout
     raw = yaml.safe_load(out.read_text())
     X = np.asarray(raw["data"]["x"])
     lam = np.asarray(w) / np.mean(X**2, axis=0)

@@ -15,6 +15,9 @@ docs/theory.md section 6. A bias has several sources; this package computes each
 - predicted interpolators with optimality residuals: :func:`solve_convex` (cvxpy),
   :func:`solve_dual` (JAX dual Newton), :func:`label_noise_interpolator_theta` (augmented
   Lagrangian in parameter space);
+- the paper's quotient potential (section 6.3): ``V = 1/2 log det G`` on the balanced section at
+  each predicted interpolator (:func:`quotient_potential_value`, :func:`model_quotient_potential`)
+  and a local minimiser of it (:func:`quotient_interpolator`, :func:`design_quotient`);
 - designs from targets (section 6.4): :func:`design_weighted_l1`, :func:`design_transform_l1`,
   :func:`design_group_sparsity`, :func:`design_low_rank`;
 - the scenario side: designed models (:class:`SynthesisHadamard`, :class:`ScaledGroupHadamard`,
@@ -64,6 +67,14 @@ from ._convex import (
     solve_dual as solve_dual,
 )
 from ._theta_solve import label_noise_interpolator_theta as label_noise_interpolator_theta, solve_theta as solve_theta
+from ._quotient import (
+    QuotientValue as QuotientValue,
+    design_quotient as design_quotient,
+    model_quotient_potential as model_quotient_potential,
+    quotient_coefficient as quotient_coefficient,
+    quotient_interpolator as quotient_interpolator,
+    quotient_potential_value as quotient_potential_value,
+)
 from ._targets import (
     Design as Design,
     DesignWarning as DesignWarning,
