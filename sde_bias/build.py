@@ -35,7 +35,8 @@ from .losses import L1Penalty, NoPenalty, SquaredLoss
 from .problem import Problem
 from .config_base import NO_VALUE
 from .model_registry import ModelLoadError, build_model as build_model
-from .scenario import Scenario, ScenarioError
+from .errors import ScenarioError
+from .schema import Scenario
 
 # ---------------------------------------------------------------------------
 # precision
