@@ -3,8 +3,8 @@
 What ``sde-bias validate`` accepts, ``sde-bias run`` must not refuse for a configuration
 reason after computing. Two kinds of checks need more than the schema:
 
-* :func:`theory_problems` (static, on every load): the ``theory:`` block against the model
-  and the runners: ``invariants: singular_values`` needs a model with a matrix; checks on a
+* :func:`theory_problems` (on every load; without the model, only the part that needs
+  none): the ``theory:`` block against the model and the runners: ``invariants: singular_values`` needs a model with a matrix; checks on a
   grid of ``q`` (``section`` points, ``stationary_check``, the ``section`` and
   ``noise_equilibrium`` fibers) need one invariant; the runners they read must be run and
   record what they read; the drift check's presets must be able to make one step; the

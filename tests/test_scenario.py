@@ -382,3 +382,21 @@ def test_theory_and_convergence_blocks_are_typed_and_keep_their_canonical_form(b
     assert f"{SRC}: theory.drift_check.form: unknown key 'form' (did you mean 'from'?)" in msg
     msg = error_of(patched(raw, convergence={"refine": [4, 2]}), presets, deep=False)
     assert f"{SRC}: convergence.refine: must be increasing positive integers" in msg
+
+
+def test_theory_problems_that_need_no_model_are_found_by_the_static_checks(presets):
+    """What the theory block reads of the runners and seeds is checked without the model;
+    what it needs of the model (a matrix for singular values) only with it."""
+    path = ROOT / "scenarios" / "theory_hyperbola.yaml"
+    raw = yaml.safe_load(path.read_text())
+    with pytest.raises(ScenarioError) as e:
+        scenario_from_dict(raw, str(path), "quick", ["record=[loss]", "seeds.count=4"], presets=presets, deep=False)
+    msg = str(e.value)
+    assert "record [from --set record=[loss]]: stationary_check needs 'invariants' recorded" in msg
+    assert "seeds.count [from --set seeds.count=4]: stationary_check's chi-square test needs at least 10 seeds" in msg
+    path = ROOT / "scenarios" / "hyperbola.yaml"
+    raw = yaml.safe_load(path.read_text())
+    sv = ["theory={invariants: singular_values}"]
+    scenario_from_dict(raw, str(path), "quick", sv, presets=presets, deep=False)  # no model: not checked
+    with pytest.raises(ScenarioError, match="theory.invariants.*singular_values needs a model with a matrix"):
+        scenario_from_dict(raw, str(path), "quick", sv, presets=presets)
