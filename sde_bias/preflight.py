@@ -1,11 +1,11 @@
 """Checks that a configuration can run, done before the first runner starts.
 
-What ``sde-bias validate`` accepts, ``sde-bias run`` must not refuse for a configuration
-reason after computing. Two kinds of checks need more than the schema:
+What ``sde-bias validate --deep`` accepts, ``sde-bias run`` must not refuse for a
+configuration reason after computing. Two kinds of checks need more than the schema:
 
 * :func:`theory_problems` (on every load; without the model, only the part that needs
-  none): the ``theory:`` block against the model and the runners: ``invariants: singular_values`` needs a model with a matrix; checks on a
-  grid of ``q`` (``section`` points, ``stationary_check``, the ``section`` and
+  none): the ``theory:`` block against the model and the runners: ``invariants:
+  singular_values`` needs a model with a matrix; checks on a grid of ``q`` (``section`` points, ``stationary_check``, the ``section`` and
   ``noise_equilibrium`` fibers) need one invariant; the runners they read must be run and
   record what they read; the drift check's presets must be able to make one step; the
   chi-square test of ``stationary_check`` needs at least ``2 x 5`` seeds (two groups of
