@@ -5,8 +5,9 @@ configuration reason after computing. Two kinds of checks need more than the sch
 
 * :func:`theory_problems` (on every load; without the model, only the part that needs
   none): the ``theory:`` block against the model and the runners: ``invariants:
-  singular_values`` needs a model with a matrix; checks on a grid of ``q`` (``section`` points, ``stationary_check``, the ``section`` and
-  ``noise_equilibrium`` fibers) need one invariant; the runners they read must be run and
+  singular_values`` needs a model with a matrix; checks on a grid of ``q`` (``section``
+  points, ``stationary_check``, the ``section`` and ``noise_equilibrium`` fibers) need one
+  invariant; the runners they read must be run and
   record what they read; the drift check's presets must be able to make one step; the
   chi-square test of ``stationary_check`` needs at least ``2 x 5`` seeds (two groups of
   five expected samples; Cochran's rule, as in :func:`sde_bias.stats.chi2_goodness_of_fit`).
