@@ -25,6 +25,7 @@ import traceback
 from pathlib import Path
 
 from .errors import ScenarioError, UserError
+from .scenario_paths import resolve_scenario_path, scenario_dirs
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -45,32 +46,6 @@ Scenario keys are documented in docs/scenarios.md; solver presets live in solver
 """
 
 
-def _project_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
-def _scenario_dirs() -> list[Path]:
-    dirs = [Path("scenarios"), _project_root() / "scenarios"]
-    out = []
-    for d in dirs:
-        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
-            out.append(d)
-    return out
-
-
-def _resolve_scenario_path(name: str) -> Path:
-    """A path, or a bare scenario name looked up in scenarios/."""
-    p = Path(name)
-    if p.exists():
-        return p
-    if p.suffix == "" and len(p.parts) == 1:
-        for d in _scenario_dirs():
-            q = d / f"{name}.yaml"
-            if q.exists():
-                return q
-    raise UserError(f"{name}: no such scenario file")
-
-
 def _out(msg: str = "", quiet: bool = False):
     if not quiet:
         print(msg, flush=True)
@@ -84,7 +59,7 @@ def _out(msg: str = "", quiet: bool = False):
 def _load_for_run(args):
     from .scenario import load_scenario, parse_yaml, scenario_from_dict
 
-    path = _resolve_scenario_path(args.scenario)
+    path = resolve_scenario_path(args.scenario)
     if path.suffix in (".h5", ".hdf5"):
         from .store import RunFile
 
@@ -153,7 +128,7 @@ def cmd_validate(args) -> int:
     presets = load_presets()
     for name in args.scenarios:
         try:
-            path = _resolve_scenario_path(name)
+            path = resolve_scenario_path(name)
             if args.variant or args.set:
                 raw = read_yaml_file(path)
                 sc = scenario_from_dict(raw, str(path), args.variant, args.set or (), None, presets, deep=args.deep)
@@ -180,7 +155,7 @@ def cmd_list(args) -> int:
     from .presets import load_presets, solver_dirs
     from .errors import read_yaml_file
 
-    dirs = [Path(args.scenarios)] if args.scenarios else _scenario_dirs()
+    dirs = [Path(args.scenarios)] if args.scenarios else scenario_dirs()
     print("scenarios:")
     seen = 0
     for d in dirs:
@@ -503,6 +478,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"sde-bias: error: {e}", file=sys.stderr)
         return EXIT_USER
+    except BrokenPipeError:  # `sde-bias list | head`: the reader left; nothing to report
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt as e:
         why = f": {e}" if str(e) else ""
         print(f"sde-bias: interrupted{why} (an interrupted run can be continued with --resume)", file=sys.stderr)
