@@ -30,6 +30,16 @@ from .sde import (
 from .contracts import AbstractRunner as AbstractRunner, AbstractStepper as AbstractStepper
 from .integrate import advance as advance, run_ensemble as run_ensemble
 from .runners import AdaptiveRunner as AdaptiveRunner, FixedStepRunner as FixedStepRunner
+from .design_models import (
+    ScaledGroupHadamard as ScaledGroupHadamard,
+    SynthesisHadamard as SynthesisHadamard,
+    synthesis_matrix as synthesis_matrix,
+)
+from .design_run import (
+    design_report_section as design_report_section,
+    design_stage as design_stage,
+    write_design as write_design,
+)
 from .observables import make_observer as make_observer
 from .quotient import (
     ito_projection as ito_projection,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .scenario import UserError
+from .errors import UserError
 
 _ROOT_INT = ("total_steps", "record_every", "num_seeds")
 _RUNNER_DATASETS = ("seed", "time", "step", "diverged_at", "last_params")
@@ -41,7 +41,7 @@ def check_run_file(f, path) -> None:
     a consistent run file."""
     import h5py
 
-    from .scenario import ScenarioError, parse_yaml
+    from .errors import ScenarioError, parse_yaml
 
     h5 = f.h5
     a = h5.attrs
@@ -90,7 +90,9 @@ def _scenario_problem(raw) -> str | None:
     from pydantic import ValidationError
 
     from . import _numbers
-    from .scenario import Scenario, ScenarioError, errors_from_pydantic
+    from .errors import ScenarioError
+    from .pydantic_errors import errors_from_pydantic
+    from .schema import Scenario
 
     if not isinstance(raw, dict):
         return f"not a mapping (got {type(raw).__name__})"

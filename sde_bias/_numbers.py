@@ -1,12 +1,10 @@
 """Numbers a scenario may hold: finite, representable in its precision, within the ranges
-of the integer types the run uses, and not nested or repeated beyond reason.
+of the integer types the run uses (YAML nested or repeated beyond reason is refused when it
+is read, :func:`sde_bias.errors.parse_yaml`).
 
 Every function returns problems as ``(key path, message, value)`` (the format of
-:class:`~sde_bias.scenario.ScenarioError`); an empty list means fine.
+:class:`~sde_bias.errors.ScenarioError`); an empty list means fine.
 
-* :func:`structure_problem`: a YAML value nested more than :data:`MAX_DEPTH` levels (this
-  also catches an alias that contains itself) or with more than :data:`MAX_NODES` values
-  (alias expansion);
 * :func:`nonfinite_problems`: ``.inf``/``.nan`` anywhere (every number of a scenario is a
   size, a rate, a scale or data, and none of them may be infinite or NaN);
 * :func:`precision_problems`: numbers that overflow the scenario's float type, or that are
@@ -24,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-MAX_DEPTH = 32  # the deepest shipped value (attention inputs) is 5 levels
-MAX_NODES = 2_000_000
+from .errors import NO_VALUE, key_path
+
 SEED_MAX = 2**32 - 1  # seeds are cast to uint32 before PRNGKey
 MAX_STEPS = 2**31 - 1  # the ensemble's step counter is int32
 MAX_ELEMENTS = 2**31 - 1  # one array (parameters of all seeds, a data set, ...)
@@ -33,15 +31,9 @@ MAX_ELEMENTS = 2**31 - 1  # one array (parameters of all seeds, a data set, ...)
 _FLOATS = {"float32": np.finfo(np.float32), "float64": np.finfo(np.float64)}
 
 
-def _join(path: str, key) -> str:
-    if isinstance(key, int) and not isinstance(key, bool):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else str(key)
-
-
 def _leaves(obj, skip: tuple[str, ...] = ()):
     """``(path, value)`` of every scalar in a nested dict/list, depth first (iterative; the
-    structure must have passed :func:`structure_problem`)."""
+    structure must have passed :func:`sde_bias.errors.structure_problem`)."""
     stack = [("", obj)]
     while stack:
         path, v = stack.pop()
@@ -49,74 +41,12 @@ def _leaves(obj, skip: tuple[str, ...] = ()):
             for k in reversed(list(v)):
                 if path == "" and k in skip:
                     continue
-                stack.append((_join(path, k), v[k]))
+                stack.append((key_path(path, k), v[k]))
         elif isinstance(v, (list, tuple)):
             for i in reversed(range(len(v))):
-                stack.append((_join(path, i), v[i]))
+                stack.append((key_path(path, i), v[i]))
         else:
             yield path, v
-
-
-def structure_problem(obj) -> tuple[str, str] | None:
-    """``(path, message)`` if ``obj`` (parsed YAML) is nested deeper than
-    :data:`MAX_DEPTH` or has more than :data:`MAX_NODES` values; ``None`` otherwise."""
-    stack = [("", obj, 0)]
-    nodes = 0
-    while stack:
-        path, v, depth = stack.pop()
-        nodes += 1
-        if nodes > MAX_NODES:
-            return path, f"more than {MAX_NODES:,} values (an alias expanded too often?)"
-        if isinstance(v, (dict, list, tuple)):
-            if depth >= MAX_DEPTH:
-                return path, f"nested more than {MAX_DEPTH} levels deep"
-            items = v.items() if isinstance(v, dict) else enumerate(v)
-            for k, a in items:
-                stack.append((_join(path, k), a, depth + 1))
-    return None
-
-
-def yaml_depth_problem(text: str, loader) -> tuple[str, str] | None:
-    """``(where, message)`` if the YAML ``text`` nests collections more than
-    :data:`MAX_DEPTH` levels deep, found from the parser's event stream (which, unlike
-    building the value, does not recurse), so ``where`` names the line and the key path."""
-    import yaml
-
-    stack: list[list] = []  # [path, is_mapping, expecting_key, index or key]
-
-    def value_path() -> str:
-        if not stack:
-            return ""
-        path, is_map, _, at = stack[-1]
-        return _join(path, at)
-
-    def done_value():
-        if stack:
-            top = stack[-1]
-            if top[1]:
-                top[2] = True
-            else:
-                top[3] += 1
-
-    for ev in yaml.parse(text, Loader=loader):
-        if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent, yaml.ScalarEvent, yaml.AliasEvent)):
-            if stack and stack[-1][1] and stack[-1][2]:  # a mapping key
-                stack[-1][2] = False
-                stack[-1][3] = ev.value if isinstance(ev, yaml.ScalarEvent) else "?"
-                if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                    stack.append(["?", isinstance(ev, yaml.MappingStartEvent), True, 0])
-                continue
-            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                if len(stack) >= MAX_DEPTH:
-                    m = ev.start_mark
-                    return value_path(), f"nested more than {MAX_DEPTH} levels deep (line {m.line + 1}, column {m.column + 1})"
-                stack.append([value_path(), isinstance(ev, yaml.MappingStartEvent), True, 0])
-            else:
-                done_value()
-        elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-            stack.pop()
-            done_value()
-    return None
 
 
 def _is_number(v) -> bool:
@@ -151,12 +81,12 @@ def precision_problems(resolved: dict, precision: str) -> list[tuple[str, str, A
     return out
 
 
-def range_problems(sc) -> list[tuple[str, str, Any]]:
+def range_problems(sc, facts=None) -> list[tuple[str, str, Any]]:
     """Seeds, step counts and array sizes of a validated scenario within the types the run
-    uses (see the module docstring)."""
-    from .model_checks import model_facts
-
-    facts, _ = model_facts(sc.model)  # built and checked already (check_scenario)
+    uses (see the module docstring). ``facts``: the model's
+    (:class:`sde_bias.model_checks.ModelFacts`); without them, every size that depends on
+    the model is taken at its least (one parameter, scalar inputs), so what is refused
+    without them is refused with them, before any model is built."""
     out = []
     s = sc.seeds
     last = s.base + s.count - 1
@@ -173,7 +103,7 @@ def range_problems(sc) -> list[tuple[str, str, Any]]:
         out.append(("training.steps", f"at most 2^31 - 1 = {MAX_STEPS} steps (the step counter is int32)", t.steps))
     # the largest arrays a run allocates
     blocks = facts.blocks if facts is not None else {}
-    p = sum(math.prod(b) for b in blocks.values())
+    p = sum(math.prod(b) for b in blocks.values()) if facts is not None else 1
     x_in = facts.input_shape if facts is not None else ()
     per_x = math.prod(x_in) if x_in else 1
     sizes = [("seeds.count", "seeds x parameters", s.count * p)]
@@ -203,11 +133,9 @@ def range_problems(sc) -> list[tuple[str, str, Any]]:
 
 
 def _value_at(sc, key: str):
-    from .config_base import NO_VALUE as _NOVALUE  # noqa: N811
-
     v: Any = sc
     for part in key.split("."):
-        v = getattr(v, part, _NOVALUE)
-        if v is _NOVALUE:
-            return _NOVALUE
-    return _NOVALUE if hasattr(v, "model_dump") else v
+        v = getattr(v, part, NO_VALUE)
+        if v is NO_VALUE:
+            return NO_VALUE
+    return NO_VALUE if hasattr(v, "model_dump") else v

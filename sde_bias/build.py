@@ -36,7 +36,8 @@ from .problem import Problem
 from .runners import AdaptiveRunner as AdaptiveRunner, FixedStepRunner as FixedStepRunner
 from .config_base import NO_VALUE
 from .model_registry import ModelLoadError, build_model as build_model
-from .scenario import Scenario, ScenarioError
+from .errors import ScenarioError
+from .schema import Scenario
 
 # ---------------------------------------------------------------------------
 # precision

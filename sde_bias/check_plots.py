@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import figure, palette
+from .figures import figure, palette
 
 
 def plot_balance_check(path, out: Path) -> Path | None:

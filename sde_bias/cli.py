@@ -24,7 +24,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from .scenario import ScenarioError, UserError
+from .errors import ScenarioError, UserError
+from .scenario_paths import resolve_scenario_path, scenario_dirs
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -45,32 +46,6 @@ Scenario keys are documented in docs/scenarios.md; solver presets live in solver
 """
 
 
-def _project_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
-def _scenario_dirs() -> list[Path]:
-    dirs = [Path("scenarios"), _project_root() / "scenarios"]
-    out = []
-    for d in dirs:
-        if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:
-            out.append(d)
-    return out
-
-
-def _resolve_scenario_path(name: str) -> Path:
-    """A path, or a bare scenario name looked up in scenarios/."""
-    p = Path(name)
-    if p.exists():
-        return p
-    if p.suffix == "" and len(p.parts) == 1:
-        for d in _scenario_dirs():
-            q = d / f"{name}.yaml"
-            if q.exists():
-                return q
-    raise UserError(f"{name}: no such scenario file")
-
-
 def _out(msg: str = "", quiet: bool = False):
     if not quiet:
         print(msg, flush=True)
@@ -84,7 +59,7 @@ def _out(msg: str = "", quiet: bool = False):
 def _load_for_run(args):
     from .scenario import load_scenario, parse_yaml, scenario_from_dict
 
-    path = _resolve_scenario_path(args.scenario)
+    path = resolve_scenario_path(args.scenario)
     if path.suffix in (".h5", ".hdf5"):
         from .store import RunFile
 
@@ -143,34 +118,44 @@ def cmd_run(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .scenario import load_scenario, validate_file
+    from .errors import read_yaml_file
+    from .presets import load_presets
+    from .scenario import scenario_from_dict, validate_file
 
+    if args.deep:
+        _split_host_devices(None)
     failed = 0
+    presets = load_presets()
     for name in args.scenarios:
         try:
-            path = _resolve_scenario_path(name)
+            path = resolve_scenario_path(name)
             if args.variant or args.set:
-                sc = load_scenario(path, args.variant, args.set or ())
-                from .preflight import probe_runners
+                raw = read_yaml_file(path)
+                sc = scenario_from_dict(raw, str(path), args.variant, args.set or (), None, presets, deep=args.deep)
+                if args.deep:
+                    from .preflight import probe_runners
 
-                probe_runners(sc)
+                    probe_runners(sc, presets)
                 checked = [args.variant or ""]
             else:
-                checked = validate_file(path)
+                checked = validate_file(path, presets, deep=args.deep)
         except UserError as e:
             failed += 1
             print(str(e), file=sys.stderr)
             continue
         variants = [v for v in checked if v]
         _out(f"ok: {path}" + (f" (variants: {', '.join(variants)})" if variants else ""), args.quiet)
+    if not args.deep and len(args.scenarios) > failed:
+        _out("(static checks only, without JAX: add --deep to build the models and check init, data, theory "
+             "and runners against them)", args.quiet)
     return EXIT_USER if failed else EXIT_OK
 
 
 def cmd_list(args) -> int:
     from .presets import load_presets, solver_dirs
-    from .scenario import read_yaml_file
+    from .errors import read_yaml_file
 
-    dirs = [Path(args.scenarios)] if args.scenarios else _scenario_dirs()
+    dirs = [Path(args.scenarios)] if args.scenarios else scenario_dirs()
     print("scenarios:")
     seen = 0
     for d in dirs:
@@ -395,8 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("scenarios", nargs="+", metavar="SCENARIO")
     v.add_argument("--variant", help="check only this variant")
     v.add_argument("--set", action="append", metavar="KEY=VALUE", help="check with this override")
+    v.add_argument("--deep", action="store_true",
+                   help="also build each model and problem (imports JAX): init, data, theory and runners "
+                   "checked against them, as `run` does before computing")
     v.add_argument("--quiet", "-q", action="store_true")
-    v.set_defaults(func=cmd_validate)
+    v.set_defaults(func=cmd_validate, uses_jax=False)  # --deep starts JAX itself
 
     ls = sub.add_parser("list", help="list scenarios and solver presets with one-line descriptions")
     ls.add_argument("--scenarios", metavar="DIR", help="scenario folder (default ./scenarios and the project's)")
@@ -481,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version, usage errors
         return int(e.code) if isinstance(e.code, int) else EXIT_USER
     try:
-        if getattr(args, "uses_jax", True):  # --help, --version and `list` never import JAX
+        if getattr(args, "uses_jax", True):  # --help, --version, `list` and `validate` never import JAX
             _split_host_devices(getattr(args, "devices", None))
         return args.func(args)
     except ScenarioError as e:
@@ -490,6 +478,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"sde-bias: error: {e}", file=sys.stderr)
         return EXIT_USER
+    except BrokenPipeError:  # `sde-bias list | head`: the reader left; nothing to report
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt as e:
         why = f": {e}" if str(e) else ""
         print(f"sde-bias: interrupted{why} (an interrupted run can be continued with --resume)", file=sys.stderr)

@@ -40,66 +40,13 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from pydantic import Field, ValidationError, field_validator
-
-from .config_base import ConfigBlock as _Block  # noqa: N814
-from .scenario import ScenarioError, UserError
-
-
-class SGDGapConfig(_Block):
-    lrs: list[float] | None = None
-    solver: str | None = None
-    refine: list[int] = [1, 2]
-
-
-class ConvergenceConfig(_Block):
-    solvers: list[str] = Field(default_factory=lambda: ["euler_maruyama", "heun"], min_length=1)
-    refine: list[int] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=2)
-    paths: int | None = Field(None, gt=1)
-    steps: int | None = Field(None, gt=0)
-    times: list[float] | None = None
-    observables: list[str] | None = None
-    moments: list[Literal["mean", "variance"]] = Field(default_factory=lambda: ["mean", "variance"], min_length=1)
-    closed_form: dict[str, Literal["balance_law"]] = Field(default_factory=dict)
-    strong: bool = False
-    order: float | None = Field(None, gt=0)
-    terms: int | None = Field(None, ge=1)
-    sgd: SGDGapConfig | bool | None = True
-    in_run: bool = False
-
-    @field_validator("refine")
-    @classmethod
-    def _refine(cls, v):
-        if any(r < 1 for r in v) or sorted(set(v)) != list(v):
-            raise ValueError("must be increasing positive integers, e.g. [1, 2, 4, 8]")
-        if any(v[-1] % r for r in v):
-            raise ValueError(f"every refinement must divide the finest ({v[-1]})")
-        return v
-
-
-def parse_convergence(block: dict | None, source: str = "<scenario>", overrides: dict | None = None) -> ConvergenceConfig:
-    """Validate a ``convergence:`` block (plus command-line ``overrides``); errors name
-    ``convergence.<key path>``."""
-    raw = dict(block or {})
-    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        cfg = ConvergenceConfig.model_validate(raw)
-    except ValidationError as e:
-        problems = [("convergence." + ".".join(str(p) for p in err["loc"]), err["msg"].removeprefix("Value error, "),
-                     err.get("input")) for err in e.errors()]
-        raise ScenarioError(source, problems) from None
-    if cfg.terms is None:
-        cfg = cfg.model_copy(update={"terms": min(2, len(cfg.refine) - 1)})
-    if isinstance(cfg.sgd, bool) or cfg.sgd is None:
-        cfg = cfg.model_copy(update={"sgd": SGDGapConfig() if cfg.sgd else None})
-    if cfg.terms + 1 > len(cfg.refine):
-        raise ScenarioError(source, [("convergence.terms", f"needs {cfg.terms + 1} refinements", cfg.terms)])
-    return cfg
+from .convergence_config import ConvergenceConfig, parse_convergence
+from .errors import ScenarioError, UserError
 
 
 # ---------------------------------------------------------------------------- closed forms
@@ -482,7 +429,7 @@ def converge(sc, overrides: dict | None = None, out=None, *, log: Callable[[str]
     from pathlib import Path
 
     from .run import DEFAULT_RUN_DIR
-    from .scenario import scenario_hash, to_yaml
+    from .schema import scenario_hash, to_yaml
     from .store import RunFile, environment_attrs, finalize, now_iso, tmp_path_for
 
     cfg = parse_convergence(getattr(sc, "convergence", None), sc.source, overrides)

@@ -111,16 +111,16 @@ def _data(args):
         import jax
 
         from .build import build_problem
-        from .cli import _resolve_scenario_path
-        from .design_run import _model_facts
+        from .scenario_paths import resolve_scenario_path
+        from .design_run import model_facts
         from .scenario import load_scenario
 
-        sc = load_scenario(_resolve_scenario_path(args.scenario))
+        sc = load_scenario(resolve_scenario_path(args.scenario))
         with jax.enable_x64(True):
             prob = build_problem(sc).problem
             if prob.train is None:
                 raise UserError(f"--scenario {args.scenario}: its data have no fixed training set (online data)")
-            facts = _model_facts(prob.model, prob.train.x)
+            facts = model_facts(prob.model, prob.train.x)
             X = facts["M"] if facts is not None else np.asarray(prob.train.x, float).reshape(prob.train.x.shape[0], -1)
             truth = None if prob.target is None else np.asarray(prob.target, float)
             return X, np.asarray(prob.train.y, float).reshape(-1), truth, f"training data of {sc.source}"

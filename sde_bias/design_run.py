@@ -40,7 +40,7 @@ Result = dict[str, tuple[Any, dict[str, Any]]]
 
 
 # ----------------------------------------------------------------------------- model facts
-def _model_facts(model, x) -> dict[str, Any] | None:
+def model_facts(model, x) -> dict[str, Any] | None:
     """What the calculator needs of a linear-in-``beta`` model: the feature matrix ``M``
     (``f_i = M_i . beta``), the synthesis ``S`` (``beta = S z``, ``None`` = identity), the depth, the
     groups (or ``None``) and how to read the factors of ``z`` from ``theta``. ``None`` for models the
@@ -238,7 +238,7 @@ def design_stage(sc, setup, h5) -> Result:
     cfg = sc.design
     res: Result = {}
     problem = setup.problem
-    facts = None if problem.train is None else _model_facts(problem.model, problem.train.x)
+    facts = None if problem.train is None else model_facts(problem.model, problem.train.x)
     if facts is None:
         note = ("no design facts for this model (the calculator knows Hadamard-type, group and P Q products with "
                 "fixed training data)")

@@ -1,7 +1,7 @@
 """Scenario checks that ask the model: it builds, it keeps the model contract, and the
 initialisation and the data fit it.
 
-Called by :func:`sde_bias.scenario.check_scenario`; every check here reads a fact of the
+Called by :func:`sde_bias.scenario.model_problems`; every check here reads a fact of the
 built model (:class:`sde_bias.models.AbstractModel`: blocks, input and output shapes, the
 data kinds it takes, the length of its unbalancing, the size of its invariants), never its
 type name. A model of one's own is held to its contract on abstract arrays

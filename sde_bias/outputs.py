@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .scenario import UserError
+from .errors import UserError
 
 LOCK_SUFFIX = ".lock"
 TMP_SUFFIX = ".tmp"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .figures import figure as figure, palette as palette
 from .store import dataset_name, load_run
 
 BAND = (10, 90)
@@ -21,23 +22,6 @@ MAX_COMPONENTS = 12
 def default_plot_dir(path) -> Path:
     path = Path(path)
     return path.with_name(path.stem + "_plots")
-
-
-def figure(w=6.4, h=4.2, ncols=1, nrows=1, **kw):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
-    return fig, axes
-
-
-def palette(n):
-    import matplotlib
-
-    cmap = matplotlib.colormaps["tab10"]
-    return [cmap(i % 10) for i in range(n)]
 
 
 def _band(ax, t, values, color, label=None, lw=1.6):

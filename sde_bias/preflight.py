@@ -1,12 +1,13 @@
 """Checks that a configuration can run, done before the first runner starts.
 
-What ``sde-bias validate`` accepts, ``sde-bias run`` must not refuse for a configuration
-reason after computing. Two kinds of checks need more than the schema:
+What ``sde-bias validate --deep`` accepts, ``sde-bias run`` must not refuse for a
+configuration reason after computing. Two kinds of checks need more than the schema:
 
-* :func:`theory_problems` (static, on every load): the ``theory:`` block against the model
-  and the runners: ``invariants: singular_values`` needs a model with a matrix; checks on a
-  grid of ``q`` (``section`` points, ``stationary_check``, the ``section`` and
-  ``noise_equilibrium`` fibers) need one invariant; the runners they read must be run and
+* :func:`theory_problems` (on every load; without the model, only the part that needs
+  none): the ``theory:`` block against the model and the runners: ``invariants:
+  singular_values`` needs a model with a matrix; checks on a grid of ``q`` (``section``
+  points, ``stationary_check``, the ``section`` and ``noise_equilibrium`` fibers) need one
+  invariant; the runners they read must be run and
   record what they read; the drift check's presets must be able to make one step; the
   chi-square test of ``stationary_check`` needs at least ``2 x 5`` seeds (two groups of
   five expected samples; Cochran's rule, as in :func:`sde_bias.stats.chi2_goodness_of_fit`).
@@ -53,21 +54,20 @@ def _preset(name, presets):
     return presets.get(name)
 
 
-def theory_problems(sc, presets: dict | None = None) -> list[tuple[str, str, Any]]:
+def theory_problems(sc, presets: dict | None = None, model: bool = True) -> list[tuple[str, str, Any]]:
     """Problems of a (schema-valid) ``theory:`` block for this scenario; see the module
-    docstring."""
-    if not sc.theory:
-        return []
-    try:
-        from .theory_run import parse_theory
-    except ModuleNotFoundError:  # pragma: no cover - the theory stage is optional
-        return []
+    docstring. ``model=False``: only those that need no model (and no JAX): the runners and
+    what they record, the presets' kinds, the seeds, the grids' lengths, array sizes at one
+    parameter."""
     from .config_base import NO_VALUE as _NOVALUE  # noqa: N811
+    from .theory_config import parse_theory
 
     cfg = parse_theory(sc.theory, sc.source)
+    if not cfg.model_fields_set:  # an empty block asks for nothing
+        return []
     out: list[tuple[str, str, Any]] = []
     add = out.append
-    has_matrix, q_dim, p = _model_facts(sc)
+    has_matrix, q_dim, p = _model_facts(sc) if model else (True, None, 1)
     kind = sc.model.type
     if cfg.invariants == "singular_values" and not has_matrix:
         add(("theory.invariants", f"singular_values needs a model with a matrix (matrix_factorization), not {kind}", cfg.invariants))
@@ -75,7 +75,7 @@ def theory_problems(sc, presets: dict | None = None) -> list[tuple[str, str, Any
     def one_invariant(path: str, what: str):
         if cfg.invariants != "default":
             add((path, f"{what} uses the balanced section of q = the model's invariants: needs invariants: default", _NOVALUE))
-        elif q_dim != 1:
+        elif q_dim is not None and q_dim != 1:
             add((path, f"{what} takes a grid of one invariant; model {kind} has {q_dim}", _NOVALUE))
 
     def grid_ok(path: str, grid, least: int):
@@ -122,7 +122,7 @@ def theory_problems(sc, presets: dict | None = None) -> list[tuple[str, str, Any
         grid_ok("theory.stationary_check.grid", st.grid, 2)
         runner_records("theory.stationary_check.runner", st.runner, "invariants", "stationary_check")
         kind_of("theory.stationary_check.runner", st.runner, ("sde",), "stationary_check (its SDE gives a(q), D(q))")
-        if st.component >= q_dim:
+        if q_dim is not None and st.component >= q_dim:
             add(("theory.stationary_check.component", f"model {kind} has {q_dim} invariant(s)", st.component))
         if sc.seeds.count < MIN_STATIONARY_SEEDS:
             add(("seeds.count", f"stationary_check's chi-square test needs at least {MIN_STATIONARY_SEEDS} seeds "
@@ -137,7 +137,7 @@ def theory_problems(sc, presets: dict | None = None) -> list[tuple[str, str, Any
             else:
                 runner_records("theory.effective_drift.runner", ed.runner, "params", "fiber empirical")
         grid_ok("theory.effective_drift.grid", ed.grid, 2)
-        if ed.component >= q_dim:
+        if q_dim is not None and ed.component >= q_dim:
             add(("theory.effective_drift.component", f"model {kind} has {q_dim} invariant(s)", ed.component))
     if cfg.balance_check and "params" not in sc.record:
         add(("theory.balance_check", "needs `params` in record (the law is integrated along the recorded states)", True))

@@ -28,7 +28,8 @@ from pydantic import Field, ValidationError, model_validator
 
 from .config_base import NO_VALUE as _NOVALUE  # noqa: N811
 from .config_base import ConfigBlock as _Block  # noqa: N814
-from .scenario import ScenarioError, UserError, errors_from_pydantic, read_yaml_file
+from .errors import ScenarioError, UserError, read_yaml_file
+from .pydantic_errors import errors_from_pydantic
 
 SOLVERS = {
     "euler": "Euler",

@@ -23,7 +23,8 @@ from typing import Any, TextIO
 import jax
 import numpy as np
 
-from .scenario import Scenario, UserError, scenario_hash, to_yaml
+from .errors import UserError
+from .schema import Scenario, scenario_hash, to_yaml
 
 DEFAULT_RUN_DIR = Path("data") / "runs"
 
@@ -44,7 +45,7 @@ def overrides_digest(overrides) -> str:
     values (``training.lr=0.01`` and ``training.lr=1e-2`` give the same digest)."""
     import hashlib
 
-    from .scenario import parse_override
+    from .overrides import parse_override
 
     parsed = []
     for text in overrides:

@@ -142,7 +142,7 @@ class RunFile:
 
     @classmethod
     def open(cls, path, mode: str = "r") -> "RunFile":
-        from .scenario import UserError
+        from .errors import UserError
 
         path = Path(path)
         if not path.exists():

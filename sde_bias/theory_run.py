@@ -39,70 +39,21 @@ run first (``sde_bias.converge_run``), so the verdicts can use its fitted orders
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .compare import drift_check
-from .scenario import ScenarioError
+from .errors import ScenarioError
+from .theory_config import (
+    DriftCheckConfig,
+    EffectiveDriftConfig,
+    Linspace,
+    StationaryCheckConfig,
+    TheoryConfig as TheoryConfig,  # re-exported: the block's classes live in theory_config
+    parse_theory,
+)
 from .verdict import Comparison, write_comparisons
-
-
-class _Block(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Linspace(_Block):
-    linspace: tuple[float, float, int]
-
-
-class DriftCheckConfig(_Block):
-    points: Literal["section", "final", "initial"] = "section"
-    grid: _Linspace | None = None
-    from_: str = Field("sgd", alias="from")
-    num_points: int = Field(10, ge=1)
-    replicates: int = Field(20_000, ge=2)
-    steps: int = Field(1, ge=1)
-    sgd: str = "sgd"
-    sde: str = "euler_maruyama"
-
-
-class StationaryCheckConfig(_Block):
-    runner: str = "euler_maruyama"
-    component: int = Field(0, ge=0)
-    grid: _Linspace
-    bins: int = Field(20, ge=3)
-
-
-class EffectiveDriftConfig(_Block):
-    fibers: list[Literal["section", "noise_equilibrium", "empirical"]] = ["section"]
-    grid: _Linspace | None = None
-    runner: str = "sgd"
-    component: int = Field(0, ge=0)
-    bins: int = Field(12, ge=2)
-
-
-class TheoryConfig(_Block):
-    invariants: Literal["default", "singular_values"] = "default"
-    effective_drift: EffectiveDriftConfig | None = None
-    drift_check: DriftCheckConfig | None = None
-    stationary_check: StationaryCheckConfig | None = None
-    balance_check: bool = False
-
-
-def parse_theory(block: dict[str, Any], source: str = "<scenario>") -> TheoryConfig:
-    """Validate a ``theory:`` block; errors name ``theory.<key path>``."""
-    try:
-        return TheoryConfig.model_validate(block or {})
-    except ValidationError as e:
-        problems = [
-            ("theory." + ".".join(str(p) for p in err["loc"]), err["msg"], err.get("input"))
-            for err in e.errors()
-        ]
-        raise ScenarioError(source, problems) from None
 
 
 def invariant_map(model, kind: str):
@@ -113,7 +64,7 @@ def invariant_map(model, kind: str):
     return lambda th: jnp.linalg.svd(model.matrix(th), compute_uv=False)
 
 
-def _linspace(spec: _Linspace) -> np.ndarray:
+def _linspace(spec: Linspace) -> np.ndarray:
     a, b, n = spec.linspace
     return np.linspace(a, b, int(n))
 

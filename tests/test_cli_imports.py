@@ -1,5 +1,6 @@
-"""`sde-bias --help`, `--version` and `list` start without JAX (or scipy, matplotlib, h5py):
-the package init loads its API lazily and the CLI imports heavy modules inside commands."""
+"""`sde-bias --help`, `--version`, `list` and `validate` start without JAX (or scipy,
+matplotlib, h5py): the package init loads its API lazily and the CLI imports heavy modules
+inside commands; `validate --deep` builds the models and so imports JAX."""
 
 import os
 import subprocess
@@ -35,10 +36,48 @@ def _python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=120)
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["list"], ["run", "--help"]], ids=" ".join)
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["--version"], ["list"], ["run", "--help"],
+    ["validate", "scenarios/theory_hyperbola.yaml", "scenarios/matrix_completion.yaml", "examples/gated_linear.yaml"],
+    ["validate", "scenarios/hyperbola.yaml", "--variant", "quick", "--set", "training.lr=0.01"],
+], ids=" ".join)
 def test_light_commands_do_not_import_jax(argv):
     res = _python(_CHILD.format(argv=argv, heavy=HEAVY))
     assert res.returncode == 0 and "LIGHT" in res.stdout, res.stderr[-2000:]
+
+
+_REFUSED = """
+import sys
+from sde_bias.cli import main
+rc = main({argv!r})
+assert rc == 2, rc
+print("JAX" if "jax" in sys.modules else "LIGHT")
+"""
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["static", "deep"])
+def test_validate_refuses_static_problems_without_jax_and_model_problems_with_deep(tmp_path, deep):
+    """A problem between keys (a batch size with full-batch noise) is refused without JAX;
+    one that only the model can tell (an init block the model does not have) only with
+    --deep, which imports JAX."""
+    text = (ROOT / "scenarios" / "hyperbola.yaml").read_text()
+    static = tmp_path / "static.yaml"
+    static.write_text(text.replace("  scheme: full_batch", "  batch_size: 2\n  scheme: full_batch", 1))
+    res = _python(_REFUSED.format(argv=["validate", *(["--deep"] if deep else []), str(static)]))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split()[-1] == ("JAX" if deep else "LIGHT")
+    assert f"{static}: noise.batch_size: only used by schemes" in res.stderr
+    model = tmp_path / "model.yaml"
+    model.write_text(text.replace("init:", "init:\n  block_scale: {nope: 2.0}", 1))
+    argv = ["validate", *(["--deep"] if deep else []), str(model)]
+    if deep:
+        res = _python(_REFUSED.format(argv=argv))
+        assert res.returncode == 0 and res.stdout.split()[-1] == "JAX", res.stderr[-2000:]
+        assert f"{model}: init.block_scale.nope: unknown block of model" in res.stderr
+    else:
+        res = _python(_CHILD.format(argv=argv, heavy=HEAVY))
+        assert res.returncode == 0 and "LIGHT" in res.stdout, res.stderr[-2000:]
+        assert "add --deep" in res.stdout
 
 
 def test_public_api_still_loads_on_first_use():

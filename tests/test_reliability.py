@@ -31,10 +31,11 @@ HYPERBOLA = SCEN / "hyperbola.yaml"
 
 
 def validate(*argv) -> tuple[int, str]:
-    """`sde-bias validate ARGV` in this process: (exit code, stderr)."""
+    """`sde-bias validate --deep ARGV` in this process (every check `run` makes before
+    computing): (exit code, stderr)."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = cli.main(["validate", *map(str, argv)])
+        code = cli.main(["validate", "--deep", *map(str, argv)])
     return code, err.getvalue()
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from sde_bias import scenario as S
 from sde_bias.presets import load_presets
@@ -302,11 +303,11 @@ def _schema_keys(cls, seen=None) -> set[str]:
         return keys
     seen.add(cls)
     for name, f in cls.model_fields.items():
-        keys.add(name)
+        keys.add(f.alias or name)
         stack = [f.annotation]
         while stack:
             a = stack.pop()
-            if isinstance(a, type) and issubclass(a, S.BaseModel):
+            if isinstance(a, type) and issubclass(a, BaseModel):
                 keys |= _schema_keys(a, seen)
             else:
                 stack.extend(typing.get_args(a))
@@ -325,3 +326,77 @@ def test_every_key_is_documented():
     assert not missing, f"keys missing from docs/scenarios.md: {missing}"
     for t in S.MODEL_TYPES + S.DATA_TYPES + S.SCHEMES:
         assert f"`{t}`" in text, t
+
+
+# ---------------------------------------------------------------------------
+# the configuration layer: static checks without the model, sizes first, typed blocks
+# ---------------------------------------------------------------------------
+
+
+def test_record_names_known_to_the_schema_are_the_observables():
+    """Validation checks `record:` against a list that needs no JAX; it must be the
+    registry's (plus `balance`, computed by the run itself)."""
+    from sde_bias import observables
+
+    assert set(S.OBSERVABLE_NAMES) == set(observables.REGISTRY) | {"balance"}
+
+
+def test_a_huge_configuration_is_refused_before_any_model_is_built(base, presets):
+    """3e9 seeds exceed one array (2^31 - 1 elements) whatever the model: refused by the
+    size check alone, before the model (here one that cannot be imported) is built."""
+    raw = patched(base, seeds__count=3_000_000_000, model={"type": "no_such_package.models:Nope"})
+    msg = error_of(raw, presets)
+    assert f"{SRC}: seeds.count: seeds x parameters = 3e+09 elements" in msg
+    assert "model.type" not in msg and "no_such_package" not in msg
+    # without the size problem the same model is refused when it is built
+    assert f"{SRC}: model.type: " in error_of(patched(raw, seeds__count=2), presets)
+
+
+def test_static_checks_do_not_build_the_model(base, presets):
+    """`deep=False` (what `sde-bias validate` runs) checks keys against each other but never
+    builds the model, so a model that cannot be imported passes and a bad batch size does not."""
+    raw = patched(base, model={"type": "no_such_package.models:Nope"})
+    sc = scenario_from_dict(raw, SRC, presets=presets, deep=False)
+    assert sc.model.type == "no_such_package.models:Nope"
+    msg = error_of(patched(raw, noise__batch_size=1), presets, deep=False)
+    assert "noise.batch_size: only used by schemes" in msg and "model.type" not in msg
+
+
+def test_theory_and_convergence_blocks_are_typed_and_keep_their_canonical_form(base, presets):
+    """The blocks are schema classes; a bad key is reported with its path like any other,
+    and the canonical form keeps only the keys the file sets (so the hash of a file does
+    not change with the blocks' defaults)."""
+    from sde_bias.convergence_config import ConvergenceConfig
+    from sde_bias.theory_config import TheoryConfig
+
+    raw = patched(base, theory={"drift_check": {"points": "final", "from": "sgd", "num_points": 1}},
+                  convergence={"refine": [1, 2], "in_run": False})
+    sc = scenario_from_dict(raw, SRC, presets=presets, deep=False)
+    assert isinstance(sc.theory, TheoryConfig) and isinstance(sc.convergence, ConvergenceConfig)
+    assert sc.theory.drift_check.from_ == "sgd" and sc.theory.drift_check.replicates == 20_000
+    d = S.to_dict(sc)
+    assert d["theory"] == {"drift_check": {"points": "final", "from": "sgd", "num_points": 1}}
+    assert d["convergence"] == {"refine": [1, 2], "in_run": False}
+    assert S.scenario_hash(scenario_from_dict(d, SRC, presets=presets, deep=False)) == S.scenario_hash(sc)
+    msg = error_of(patched(raw, theory={"drift_check": {"form": "sgd"}}), presets, deep=False)
+    assert f"{SRC}: theory.drift_check.form: unknown key 'form' (did you mean 'from'?)" in msg
+    msg = error_of(patched(raw, convergence={"refine": [4, 2]}), presets, deep=False)
+    assert f"{SRC}: convergence.refine: must be increasing positive integers" in msg
+
+
+def test_theory_problems_that_need_no_model_are_found_by_the_static_checks(presets):
+    """What the theory block reads of the runners and seeds is checked without the model;
+    what it needs of the model (a matrix for singular values) only with it."""
+    path = ROOT / "scenarios" / "theory_hyperbola.yaml"
+    raw = yaml.safe_load(path.read_text())
+    with pytest.raises(ScenarioError) as e:
+        scenario_from_dict(raw, str(path), "quick", ["record=[loss]", "seeds.count=4"], presets=presets, deep=False)
+    msg = str(e.value)
+    assert "record [from --set record=[loss]]: stationary_check needs 'invariants' recorded" in msg
+    assert "seeds.count [from --set seeds.count=4]: stationary_check's chi-square test needs at least 10 seeds" in msg
+    path = ROOT / "scenarios" / "hyperbola.yaml"
+    raw = yaml.safe_load(path.read_text())
+    sv = ["theory={invariants: singular_values}"]
+    scenario_from_dict(raw, str(path), "quick", sv, presets=presets, deep=False)  # no model: not checked
+    with pytest.raises(ScenarioError, match="theory.invariants.*singular_values needs a model with a matrix"):
+        scenario_from_dict(raw, str(path), "quick", sv, presets=presets)

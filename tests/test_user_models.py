@@ -226,7 +226,7 @@ def test_validate_command_exits_2_on_a_broken_user_model(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text(text)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    res = subprocess.run([sys.executable, "-m", "sde_bias.cli", "validate", str(p)], cwd=ROOT, env=env,
+    res = subprocess.run([sys.executable, "-m", "sde_bias.cli", "validate", "--deep", str(p)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2, res.stderr
     lines = [l for l in res.stderr.splitlines() if "model.type" in l]

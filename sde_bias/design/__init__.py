@@ -20,9 +20,9 @@ docs/theory.md section 6. A bias has several sources; this package computes each
   and a local minimiser of it (:func:`quotient_interpolator`, :func:`design_quotient`);
 - designs from targets (section 6.4): :func:`design_weighted_l1`, :func:`design_transform_l1`,
   :func:`design_group_sparsity`, :func:`design_low_rank`;
-- the scenario side: designed models (:class:`SynthesisHadamard`, :class:`ScaledGroupHadamard`,
-  :func:`synthesis_matrix`), the run's verification stage (:func:`design_stage`, :func:`write_design`)
-  and its report section (:func:`design_report_section`); ``sde-bias design`` is ``sde_bias.design_cli``.
+- the scenario side lives above this library: designed models in :mod:`sde_bias.design_models`,
+  the run's verification stage and report section in :mod:`sde_bias.design_run`, and
+  ``sde-bias design`` in :mod:`sde_bias.design_cli` (all re-exported as ``sde_bias.<name>``).
 
 This subpackage imports cvxpy lazily (inside the solvers) and is not imported by ``import sde_bias``.
 """
@@ -82,16 +82,4 @@ from ._targets import (
     design_low_rank as design_low_rank,
     design_transform_l1 as design_transform_l1,
     design_weighted_l1 as design_weighted_l1,
-)
-
-# Designed models, the run stage and its report section (the scenario side of inverse design).
-from ..design_models import (
-    ScaledGroupHadamard as ScaledGroupHadamard,
-    SynthesisHadamard as SynthesisHadamard,
-    synthesis_matrix as synthesis_matrix,
-)
-from ..design_run import (
-    design_report_section as design_report_section,
-    design_stage as design_stage,
-    write_design as write_design,
 )
