@@ -343,7 +343,7 @@ def _mean_se(x):
 
 
 def _summary_text(cfg, preds, res, rows, warn, notes) -> str:
-    from .design._quotient import QuotientValue
+    from .design import QuotientValue
 
     lines = [f"design: target {cfg.target}, relies on {cfg.mechanism}"]
     for name in preds:
