@@ -74,7 +74,7 @@ def add_design_parser(sub, epilog: str) -> argparse.ArgumentParser:
 
 
 def _floats(text, option):
-    from .scenario import UserError
+    from .errors import UserError
 
     try:
         return [float(a) for a in text.split(",") if a.strip()]
@@ -86,7 +86,7 @@ def _data(args):
     """``(X, y, truth, source)`` from --data, --scenario or a random problem."""
     import numpy as np
 
-    from .scenario import UserError
+    from .errors import UserError
 
     if args.data:
         from .datafile import DataFileError, FileData, read_arrays
@@ -143,7 +143,7 @@ def _design(args, X, y):
     import sde_bias.design as D
 
     from .design_models import synthesis_matrix
-    from .scenario import UserError
+    from .errors import UserError
 
     d = X.shape[1]
     w = None if args.weights is None else np.asarray(_floats(args.weights, "--weights"))
