@@ -15,7 +15,7 @@ each mechanism selects from that seed's initial point and the training data:
   6.3) is concave in ``|z|`` and selects no single interpolator; its local minimiser by reweighted
   ``l1`` from minimum ``l2`` (``sde_bias.design.quotient_interpolator``) is shown, and ``V`` at every
   prediction (attributes ``quotient_potential``, ``quotient_degenerate``: the finite part and the
-  number of generator directions at ``-inf``) ranks them by the paper's density.
+  number of generator directions at ``-inf``) sits beside each one.
 
 Each runner's recorded coefficients ``beta(t)`` (observable ``invariants``) are compared with every
 prediction, seed by seed: relative distance ``|beta - b*| / |b*|``, mean and standard error over the

@@ -43,9 +43,9 @@ def test_group_closed_form_equals_the_models_gram():
 
 def test_one_point_quotient_prefers_the_other_vertex_than_label_noise():
     """x = (1, 2), y = 2: the interpolators w_1 + 2 w_2 = 2 have two sparse points. Label noise selects
-    (2, 0) (R* = 2|w_1| + 8|w_2|: 4 < 8); the quotient potential 1/2 log|w_1| + 1/2 log|w_2| has finite
-    part 1/2 log 2 at (2, 0) and 0 at (0, 1), so it ranks (0, 1) higher, and reweighted l1 from
-    min l2 = (0.4, 0.8) (first weights 1/0.4, 1/0.8: costs 5 vs 1.25) reaches (0, 1)."""
+    (2, 0) (R* = 2|w_1| + 8|w_2|: 4 < 8); the quotient potential 1/2 log|2 w_1| + 1/2 log|2 w_2| is -inf
+    at both, with finite parts log 2 at (2, 0) and 1/2 log 2 at (0, 1); reweighted l1 from
+    min l2 = (0.4, 0.8) (first weights 1/0.4, 1/0.8: costs 5 vs 1.25) reaches (0, 1), not (2, 0)."""
     X, y = np.array([[1.0, 2.0]]), np.array([2.0])
     q, iters = D.quotient_interpolator(X, y)
     np.testing.assert_allclose(np.asarray(q.beta), [0.0, 1.0], atol=1e-7)

@@ -21,8 +21,10 @@ potential says is "sparse", not which sparse point. This module therefore report
 
 - :func:`quotient_potential_value`: ``V`` at any predicted interpolator, split into the number of
   degenerate directions (zero coordinates / groups, each a factor ``-inf``) and the finite part over
-  the others, so the predictions of the other mechanisms can be ranked by the paper's density
-  (more degenerate first, then the finite part);
+  the others. More zeros is deeper in the potential; the finite part does not order interpolators of
+  equal sparsity by the paper's probability (that would need the volume factor of the interpolating
+  set: in the one-point case ``x = (1, 2)``, ``y = 2`` the density ``|w_1 w_2|^{-1/2}`` puts equal mass
+  near ``(2, 0)`` and ``(0, 1)``, while the finite parts differ);
 - :func:`quotient_interpolator`: the local minimiser of the smoothed potential
   ``c sum_g log(|z_g| + eps)`` reached from the minimum-``l2`` interpolator (no prior sparsity) by
   iteratively reweighted ``l1`` (majorise-minimise for a concave penalty: Candes, Wakin and Boyd,
