@@ -399,10 +399,11 @@ def inspect_lines(h5) -> list[str]:
     return [""] + ["  " + line for line in text.splitlines()]
 
 
-def design_report_section(path, fig_dir) -> tuple[str, list[str]]:
+def design_report_section(path, fig_dir, *, images: bool = True) -> tuple[str, list[str]]:
     """Markdown and figure paths of a report section for one run file's ``/design`` group: the
     summary table, distance to each prediction against slow time (mean +- se) per runner, and the
-    final seed-mean coefficients against the predictions (seed 0's)."""
+    final seed-mean coefficients against the predictions (seed 0's). ``images=False`` leaves the
+    image links out of the markdown (for a caller that places the figures itself)."""
     from pathlib import Path
 
     import h5py
@@ -461,5 +462,6 @@ def design_report_section(path, fig_dir) -> tuple[str, list[str]]:
         fig.savefig(f2, dpi=110)
         plt.close(fig)
         figs = [str(f1), str(f2)]
-        md += [f"![distance to the predictions]({f1.name})", "", f"![coefficients]({f2.name})", ""]
+        if images:
+            md += [f"![distance to the predictions]({f1.name})", "", f"![coefficients]({f2.name})", ""]
         return "\n".join(md), figs
