@@ -250,7 +250,7 @@ class LabelNoise(AbstractScheme):
     ``n * out`` extra diffusion columns."""
 
     base: AbstractScheme
-    std: float = eqx.field(static=True)
+    std: float  # a leaf, not static: a sweep traces it (sde_bias/sweep_run.py)
 
     def sample_weights(self, n, dtype):
         return self.base.sample_weights(n, dtype)
