@@ -149,6 +149,11 @@ def plot_sweep(path, out_dir=None, quiet: bool = False) -> int:
             fig.savefig(p, dpi=110)
             plt.close(fig)
             written.append(p)
+        from .sweep_balance import LR, DELTA, balance_rate_figure
+
+        names_swept = [d["name"] for d in dims]
+        if LR in names_swept and DELTA in names_swept and any("balance.imbalance" in f.h5[r] for r in runners):
+            written.append(balance_rate_figure(f.h5, dims, runners, out_dir))
     if not quiet:
         for p in written:
             print(p)
