@@ -40,7 +40,7 @@ def _task(raw: dict, source: str, variant, point_overrides: list[list[str]], see
     presets = load_presets()
     base = {k: v for k, v in raw.items() if k != "sweep"}
     scs = [scenario_from_dict(base, source, variant, ov, seeds, presets) for ov in point_overrides]
-    result = run_group(scs, list(range(len(scs))), presets)
+    result = run_group(scs, list(range(len(scs))), presets)  # the worker builds its points
     result.points = list(point_ids)
     return result
 

@@ -66,6 +66,7 @@ class Prepared:
     groups: list[list[int]]
     base_hash: str
     presets: dict
+    built: list | None = None  # the built points (in-process runs reuse them)
 
 
 def _log(msg: str, quiet: bool):
@@ -104,7 +105,7 @@ def prepare(req: SweepRequest) -> Prepared:
     groups = group_points(built)
     if req.group_points:
         groups = [g[k : k + req.group_points] for g in groups for k in range(0, len(g), req.group_points)]
-    return Prepared(raw, source, req, plan, scs, groups, scenario_hash(base), presets)
+    return Prepared(raw, source, req, plan, scs, groups, scenario_hash(base), presets, built)
 
 
 def sweep_hash(prep: Prepared) -> str:
@@ -197,7 +198,7 @@ def _run_locked(prep: Prepared, out: Path, t0: float, quiet: bool) -> SweepResul
         todo = [(gi, g) for gi, g in enumerate(prep.groups) if not all(done[i] for i in g)]
         if len(todo) < len(prep.groups):
             _log(f"{len(prep.groups) - len(todo)} of {len(prep.groups)} groups already written", quiet)
-        seeds = np.asarray(prep.scenarios[0].seed_list, np.int64)
+        seeds = np.asarray([sc.seed_list for sc in prep.scenarios], np.int64).reshape(plan.shape + (-1,))
         lrs = _lrs(prep)
         progress = _Progress(len(prep.groups), n_points, sum(len(g) for _, g in todo), quiet)
 
@@ -208,13 +209,15 @@ def _run_locked(prep: Prepared, out: Path, t0: float, quiet: bool) -> SweepResul
         if req.dask or req.scheduler:
             from .sweep_dask import run_on_dask
 
+            prep.built = None  # the workers build their own points
+
             run_on_dask(prep, todo, write, req.dask, req.scheduler, log=lambda m: _log(m, quiet))
         else:
             from .sweep_run import run_group
 
             for gi, g in todo:
                 progress.group_start(gi, g, plan)
-                write(gi, run_group(prep.scenarios, g, prep.presets))
+                write(gi, run_group(prep.scenarios, g, prep.presets, built=prep.built))
         f.h5.attrs["complete"] = np.int8(1)
         from .store import now_iso
 

@@ -287,15 +287,17 @@ def _run(runner, setup, sc, on_chunk=None):
     return records, np.asarray(ens.diverged_at)
 
 
-def run_group(scenarios: list, point_ids: list[int], presets: dict, on_chunk=None) -> GroupResult:
-    """Build the points of one group and run every runner: fixed-step runners as one
-    program over ``P x S`` members, adaptive runners point by point."""
+def run_group(scenarios: list, point_ids: list[int], presets: dict, on_chunk=None, built: list | None = None) -> GroupResult:
+    """Build the points of one group (``scenarios[i]`` for ``i`` in ``point_ids``; or take
+    them from ``built``, the :class:`BuiltPoint` of every point) and run every runner:
+    fixed-step runners as one program over ``P x S`` members, adaptive runners point by
+    point."""
     import time
 
     t0 = time.perf_counter()
-    scs = [scenarios[i] for i in point_ids] if len(scenarios) > len(point_ids) else list(scenarios)
+    scs = [scenarios[i] for i in point_ids]
     resolved = resolve_presets(scs[0], presets)
-    points = [build_point(sc, resolved) for sc in scs]
+    points = [built[i] for i in point_ids] if built is not None else [build_point(sc, resolved) for sc in scs]
     sc0 = points[0].scenario
     p, s = len(points), points[0].setup.num_seeds
     out: dict[str, dict[str, Any]] = {}

@@ -13,6 +13,7 @@ Layout::
                              first key (``training.lr``); further zipped keys are
                              variables over that dimension
         seed [seed]          dimension scale: the seed index i (PRNGKey(base + i))
+        seed_value [dims..., seed]  the seed number base + i of every point
         step [step]          dimension scale: the SGD step of every record
         time [dims..., step] t = step * lr of each point
         <observable> [dims..., seed, step, ...]
@@ -99,7 +100,9 @@ class SweepFile:
         return scales
 
     def write_group(self, plan, result, index_of_point, group_index: int, seeds: np.ndarray, lrs: np.ndarray):
-        """Write one group's records (``result``: :class:`~sde_bias.sweep_run.GroupResult`)."""
+        """Write one group's records (``result``: :class:`~sde_bias.sweep_run.GroupResult`);
+        ``seeds`` ``[dims..., seed]`` and ``lrs`` ``[dims...]`` are every point's seeds and
+        learning rate."""
         h5 = self.h5
         for runner, r in result.runners.items():
             g = h5.get(runner)
@@ -121,9 +124,10 @@ class SweepFile:
         g.attrs["preset"] = r["preset"]
         g.attrs["kind"] = r["kind"]
         dims = self._dims(g, plan)
-        seed = _scale(g, "seed", np.arange(len(seeds)))
+        n_seeds = seeds.shape[-1]
+        seed = _scale(g, "seed", np.arange(n_seeds))
         step = _scale(g, "step", np.asarray(steps, np.int64))
-        g.create_dataset("seed_value", data=np.asarray(seeds, np.int64)).dims[0].attach_scale(seed)
+        _attach(g.create_dataset("seed_value", data=np.asarray(seeds, np.int64)), dims + [seed])
         time = g.create_dataset("time", data=lrs.reshape(plan.shape + (1,)) * np.asarray(steps, float))
         _attach(time, dims + [step])
         shape = plan.shape
@@ -137,7 +141,7 @@ class SweepFile:
             for k, dn in enumerate(dim_names(name, len(extra))):
                 extra_scales.append(g[dn] if dn in g else _scale(g, dn, np.arange(extra[k])))
             _attach(ds, dims + [seed, step] + extra_scales)
-        div = g.create_dataset("diverged_at", shape=shape + (len(seeds),), dtype=np.int64, fillvalue=-1)
+        div = g.create_dataset("diverged_at", shape=shape + (n_seeds,), dtype=np.int64, fillvalue=-1)
         _attach(div, dims + [seed])
         return g
 
