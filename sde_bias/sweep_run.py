@@ -31,7 +31,10 @@ the single run folds Python arithmetic on a hyperparameter (e.g. ``sqrt(lr)``) i
 float64 and rounds once, while the sweep holds the hyperparameter as a float32 array and
 computes in float32: results then agree to float32 rounding, not bit for bit.
 
-Adaptive-step presets run point by point (their solver loop has a per-point end time).
+Adaptive-step presets run point by point (their solver loop has a per-point end time), and
+so does a group whose stepper branches in Python on a swept value (it cannot be traced).
+Floats that are static fields (``SquaredLoss.scale``, ``Bernoulli.rho``, a teacher's
+``noise_std``) are part of the structure: sweeping them gives one group per value.
 """
 
 from __future__ import annotations
@@ -113,6 +116,13 @@ def point_signature(bp: BuiltPoint):
     return parts
 
 
+def _equal(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - e.g. a static field holding an array: not comparable
+        return False
+
+
 def group_points(built: list[BuiltPoint]) -> list[list[int]]:
     """Point indices grouped by :func:`point_signature` (first appearance order)."""
     keys: list = []
@@ -120,7 +130,7 @@ def group_points(built: list[BuiltPoint]) -> list[list[int]]:
     for i, bp in enumerate(built):
         sig = point_signature(bp)
         for k, g in zip(keys, groups):
-            if k == sig:
+            if _equal(k, sig):
                 g.append(i)
                 break
         else:
@@ -302,9 +312,17 @@ def run_group(scenarios: list, point_ids: list[int], presets: dict, on_chunk=Non
     p, s = len(points), points[0].setup.num_seeds
     out: dict[str, dict[str, Any]] = {}
     for k, preset in enumerate(resolved):
-        if _is_fixed_step(points[0].runners[k]):
-            setup, runner = _group_setup(points, k)
-            records, div = _run(runner, setup, sc0, on_chunk)
+        batched = None
+        if _is_fixed_step(points[0].runners[k]) and p > 1:
+            try:
+                setup, runner = _group_setup(points, k)
+                batched = _run(runner, setup, sc0, on_chunk)
+            except jax.errors.ConcretizationTypeError:
+                # a stepper branches in Python on a swept value: that value cannot be
+                # traced, so run its points one by one (same numbers, one compile each)
+                batched = None
+        if batched is not None:
+            records, div = batched
             records = {n: v.reshape((p, s) + v.shape[1:]) for n, v in records.items()}
             div = div.reshape(p, s)
         else:
