@@ -111,7 +111,7 @@ def test_batched_points_equal_single_runs_bit_for_bit(tmp_path):
     records equal ``sde-bias run --set`` of that point bit for bit (float64, one device:
     on several devices XLA compiles the vmapped step for the members per device, and a
     different count can change the last bit, as between single runs with 4 and 8 seeds)."""
-    base = ["--set", "runners=[sgd, euler_maruyama, heun]", "--devices", "1"]
+    base = ["--set", "runners=[sgd, euler_maruyama]", "--devices", "1"]
     sweep = tmp_path / "sweep.h5"
     r = _cli("sweep", str(TINY), *base, "--grid", "training.lr=0.01,0.03", "--grid", "noise.label_noise=0.5,1.0",
              "--out", str(sweep))
@@ -122,7 +122,7 @@ def test_batched_points_equal_single_runs_bit_for_bit(tmp_path):
         _cli("run", str(TINY), *base, "--set", f"training.lr={lr}", "--set", f"noise.label_noise={delta}",
              "--out", str(out), "--no-plot")
         singles.append((idx, out))
-    _check_points(sweep, singles, exact=True, runners=("sgd", "sde/euler_maruyama", "sde/heun"))
+    _check_points(sweep, singles, exact=True, runners=("sgd", "sde/euler_maruyama"))
 
 
 def test_batched_points_equal_single_runs_float32(tmp_path):
