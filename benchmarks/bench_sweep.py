@@ -58,6 +58,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=64)
     ap.add_argument("--steps", type=int, help="override training.steps")
     ap.add_argument("--dask", action="store_true", help="also time --dask local:2 against in-process")
+    ap.add_argument("--no-separate", action="store_true", help="skip the 16 separate runs (only the Dask overhead)")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,8 +72,9 @@ def main():
             grid = ["--grid", "training.lr=" + ",".join(repr(x) for x in lrs),
                     "--grid", "noise.label_noise=" + ",".join(repr(x) for x in noises)]
             sweep = _timed(base + ["sweep", scen, *common, *grid, "--out", f"{tmp}/{name}-sweep.h5", "-q"])
-            separate = 0.0
-            for lr in lrs:
+            separate = float("nan")
+            for lr in [] if args.no_separate else lrs:
+                separate = 0.0 if separate != separate else separate
                 for d in noises:
                     separate += _timed(base + ["run", scen, *common, "--set", f"training.lr={lr!r}",
                                                "--set", f"noise.label_noise={d!r}", "--no-plot", "-q",
