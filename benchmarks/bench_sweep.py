@@ -57,6 +57,7 @@ def main():
     ap.add_argument("--variant", default="quick")
     ap.add_argument("--seeds", type=int, default=64)
     ap.add_argument("--steps", type=int, help="override training.steps")
+    ap.add_argument("--set", action="append", default=[], metavar="K=V", help="further overrides (repeatable)")
     ap.add_argument("--dask", action="store_true", help="also time --dask local:2 against in-process")
     ap.add_argument("--no-separate", action="store_true", help="skip the 16 separate runs (only the Dask overhead)")
     args = ap.parse_args()
@@ -68,6 +69,8 @@ def main():
             common = ["--variant", args.variant, "--seeds", str(args.seeds)] if args.variant else ["--seeds", str(args.seeds)]
             if args.steps:
                 common += ["--set", f"training.steps={args.steps}"]
+            for o in args.set:
+                common += ["--set", o]
             scen = str(ROOT / "scenarios" / f"{name}.yaml")
             grid = ["--grid", "training.lr=" + ",".join(repr(x) for x in lrs),
                     "--grid", "noise.label_noise=" + ",".join(repr(x) for x in noises)]
