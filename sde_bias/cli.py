@@ -26,6 +26,7 @@ import traceback
 from pathlib import Path
 
 from .errors import ScenarioError, UserError
+from .formatting import fmt_number
 from .scenario_paths import resolve_scenario_path, scenario_dirs
 
 EXIT_OK = 0
@@ -185,15 +186,6 @@ def cmd_list(args) -> int:
     return EXIT_OK
 
 
-def _fmt(x: float) -> str:
-    if not (x == x):
-        return "nan"
-    ax = abs(x)
-    if ax != 0 and (ax < 1e-3 or ax >= 1e5):
-        return f"{x:.3e}"
-    return f"{x:.4f}"
-
-
 def cmd_inspect(args) -> int:
     import warnings
 
@@ -269,7 +261,7 @@ def cmd_inspect(args) -> int:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)
                         m, s = np.nanmean(vals), np.nanstd(vals)
-                    row += f"{_fmt(m) + ' +- ' + _fmt(s):>26}"
+                    row += f"{fmt_number(m) + ' +- ' + fmt_number(s):>26}"
                 print(row)
         comp = f.h5.get("comparisons")
         if comp is not None and "table" in comp.attrs:
@@ -303,7 +295,7 @@ def _csv(text: str | None, cast=str, option: str = ""):
 def cmd_sweep(args) -> int:
     from .sweep_driver import cli_sweep
 
-    return cli_sweep(args, _resolve_scenario_path)
+    return cli_sweep(args, resolve_scenario_path)
 
 
 def cmd_converge(args) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .scenario import UserError
+from .errors import UserError
 
 
 def check_available():

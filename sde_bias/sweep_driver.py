@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .scenario import UserError
+from .errors import UserError
+from .sweep_spec import SweepPlan
 
 DEFAULT_SWEEP_DIR = Path("data") / "sweeps"
 
@@ -80,7 +81,7 @@ def prepare(req: SweepRequest) -> Prepared:
     from .presets import load_presets
     from .scenario import read_yaml_file, scenario_from_dict, scenario_hash
     from .sweep_run import build_point, group_points, resolve_presets
-    from .sweep_spec import SweepSpecError, make_plan, point_scenarios
+    from .sweep_spec import SweepSpecError, make_plan
 
     presets = load_presets()
     raw = read_yaml_file(req.path)
@@ -259,7 +260,7 @@ class _Progress:
         _log(f"group {gi + 1}/{self.num_groups}: {len(g)} points ({plan.label(g[0])}{', ...' if len(g) > 1 else ''}) compiling and running", self.quiet)
 
     def group_done(self, gi: int, g: list[int], wall: float, plan):
-        from .run import _fmt_time
+        from .formatting import fmt_duration as _fmt_time
 
         self.done_points += len(g)
         elapsed = time.perf_counter() - self.t0
@@ -309,12 +310,12 @@ def cli_sweep(args, resolve_path) -> int:
     return 0
 
 
-def validate_sweep(path, variant, overrides) -> int | None:
+def validate_sweep(path, variant, overrides, deep: bool = True) -> int | None:
     """For ``sde-bias validate``: the number of points of the file's ``sweep:`` block, all
     validated (``None`` when it has none)."""
     from .presets import load_presets
     from .scenario import read_yaml_file
-    from .sweep_spec import SweepSpecError, make_plan, point_scenarios
+    from .sweep_spec import SweepSpecError, make_plan
 
     raw = read_yaml_file(path)
     if not isinstance(raw, dict) or raw.get("sweep") is None:
@@ -323,5 +324,28 @@ def validate_sweep(path, variant, overrides) -> int | None:
         plan = make_plan(raw["sweep"], base_overrides=tuple(overrides or ()), source=str(path))
     except SweepSpecError as e:
         raise UserError(str(e)) from None
-    point_scenarios(raw, plan, str(path), variant, None, load_presets())
+    point_scenarios(raw, plan, str(path), variant, None, load_presets(), deep=deep)
     return len(plan.points)
+
+
+def point_scenarios(raw: dict, plan: SweepPlan, source: str, variant: str | None, seeds: int | None, presets: dict, deep: bool = True):
+    """Every point's validated (``deep``: against the built model too) :class:`~sde_bias.scenario.Scenario` (all checked before
+    anything runs). An invalid point raises a one-line :class:`~sde_bias.scenario.UserError`
+    naming the point's coordinates and the key."""
+    from .scenario import ScenarioError, UserError, scenario_from_dict
+
+    base = {k: v for k, v in raw.items() if k != "sweep"}
+    scs = []
+    for i in range(len(plan.points)):
+        try:
+            sc = scenario_from_dict(base, source, variant, list(plan.base_overrides) + plan.overrides(i), seeds, presets, deep=deep)
+        except ScenarioError as e:
+            first = str(e).splitlines()[0] if str(e) else "invalid"
+            more = len(e.problems) - 1
+            raise UserError(
+                f"sweep point {i} ({plan.label(i)}): {first}" + (f" (and {more} more problems)" if more > 0 else "")
+            ) from None
+        except UserError as e:
+            raise UserError(f"sweep point {i} ({plan.label(i)}): {e}") from None
+        scs.append(sc)
+    return scs

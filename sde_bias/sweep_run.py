@@ -61,7 +61,7 @@ class BuiltPoint:
 
 def resolve_presets(sc, presets: dict) -> list:
     from .presets import resolve_preset
-    from .scenario import UserError
+    from .errors import UserError
 
     missing = [r for r in sc.runners if r not in presets]
     if missing:
@@ -279,9 +279,9 @@ class GroupResult:
 
 
 def _run(runner, setup, sc, on_chunk=None):
-    from .run import _initial_records
+    from .run import initial_records
 
-    first = _initial_records(setup)
+    first = initial_records(setup)
     ens = runner.init(setup)
     parts = [first]
     total, chunk, every = sc.num_records, sc.chunk_records, sc.training.record_every

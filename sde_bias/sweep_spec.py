@@ -104,7 +104,7 @@ def _spaced(a: float, b: float, n: int, log: bool) -> list[float]:
 
 def parse_cli_values(text: str, option: str) -> tuple[str, list]:
     """``--grid KEY=V1,V2,...`` or ``--grid 'KEY={linspace: [a, b, n]}'`` -> ``(key, values)``."""
-    from .scenario import UserError, parse_yaml
+    from .errors import UserError, parse_yaml
 
     if "=" not in text:
         raise UserError(f"{option} {text!r}: expected KEY.PATH=V1,V2,... e.g. {option} training.lr=0.01,0.02")
@@ -234,26 +234,3 @@ def make_plan(
     for idx in itertools.product(*(range(d.size) for d in dims)):
         points.append({k: d.values[k][i] for d, i in zip(dims, idx) for k in d.keys})
     return SweepPlan(dims, tuple(base_overrides), points)
-
-
-def point_scenarios(raw: dict, plan: SweepPlan, source: str, variant: str | None, seeds: int | None, presets: dict):
-    """Every point's validated :class:`~sde_bias.scenario.Scenario` (all checked before
-    anything runs). An invalid point raises a one-line :class:`~sde_bias.scenario.UserError`
-    naming the point's coordinates and the key."""
-    from .scenario import ScenarioError, UserError, scenario_from_dict
-
-    base = {k: v for k, v in raw.items() if k != "sweep"}
-    scs = []
-    for i in range(len(plan.points)):
-        try:
-            sc = scenario_from_dict(base, source, variant, list(plan.base_overrides) + plan.overrides(i), seeds, presets)
-        except ScenarioError as e:
-            first = str(e).splitlines()[0] if str(e) else "invalid"
-            more = len(e.problems) - 1
-            raise UserError(
-                f"sweep point {i} ({plan.label(i)}): {first}" + (f" (and {more} more problems)" if more > 0 else "")
-            ) from None
-        except UserError as e:
-            raise UserError(f"sweep point {i} ({plan.label(i)}): {e}") from None
-        scs.append(sc)
-    return scs

@@ -33,7 +33,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .store import _attr, dataset_name, dim_names, environment_attrs, now_iso
+from .store import attr_value, dataset_name, dim_names, environment_attrs, now_iso
 
 KIND = "sweep"
 
@@ -74,7 +74,7 @@ class SweepFile:
     def create(cls, path, plan, attrs: dict[str, Any]) -> "SweepFile":
         h5 = h5py.File(path, "w")
         for k, v in {**attrs, **environment_attrs(), "kind": KIND, "sweep": plan_json(plan), "created": now_iso()}.items():
-            h5.attrs[k] = _attr(v)
+            h5.attrs[k] = attr_value(v)
         h5.attrs["complete"] = np.int8(0)
         f = cls(h5)
         scales = f._dims(h5, plan)
@@ -176,7 +176,7 @@ def load_sweep(path, runner: str | None = None):
     try:
         import xarray as xr
     except ModuleNotFoundError:  # pragma: no cover - depends on the environment
-        from .scenario import UserError
+        from .errors import UserError
 
         raise UserError("load_sweep needs xarray and h5netcdf: pip install 'sde_bias[analysis]'") from None
     path = Path(path)
@@ -184,7 +184,7 @@ def load_sweep(path, runner: str | None = None):
         with SweepFile.open(path) as f:
             groups = f.runner_groups()
         if not groups:
-            from .scenario import UserError
+            from .errors import UserError
 
             raise UserError(f"{path}: no runner group written yet")
         runner = groups[0]

@@ -53,7 +53,7 @@ def _final_stats(ds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def inspect_sweep(path) -> int:
-    from .cli import _fmt
+    from .formatting import fmt_number as _fmt
     from .sweep_store import SweepFile
 
     path = Path(path)
