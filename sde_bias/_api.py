@@ -78,3 +78,4 @@ from .scenario import (  # noqa: F401
     load_scenario as load_scenario,
 )
 from .run import run_scenario as run_scenario  # noqa: F401
+from .sweep_store import load_sweep as load_sweep  # noqa: F401  (sweep files -> xarray)

@@ -1,6 +1,7 @@
 """The ``sde-bias`` command line.
 
     sde-bias run SCENARIO [--variant NAME] [--set K=V ...] [--seeds N] [--out FILE] [--resume] [--quiet] [--devices N]
+    sde-bias sweep SCENARIO [--variant V] [--set K=V ...] [--grid K=V1,V2 ...] [--zip K=V1,V2 ...] [--seeds N] [--out FILE] [--resume] [--dask local[:N] | --scheduler ADDR]
     sde-bias validate SCENARIO...
     sde-bias list
     sde-bias inspect FILE
@@ -25,6 +26,7 @@ import traceback
 from pathlib import Path
 
 from .errors import ScenarioError, UserError
+from .formatting import fmt_number
 from .scenario_paths import resolve_scenario_path, scenario_dirs
 
 EXIT_OK = 0
@@ -139,12 +141,16 @@ def cmd_validate(args) -> int:
                 checked = [args.variant or ""]
             else:
                 checked = validate_file(path, presets, deep=args.deep)
+            from .sweep_driver import validate_sweep
+
+            n_points = validate_sweep(path, args.variant, args.set, deep=args.deep)
         except UserError as e:
             failed += 1
             print(str(e), file=sys.stderr)
             continue
         variants = [v for v in checked if v]
-        _out(f"ok: {path}" + (f" (variants: {', '.join(variants)})" if variants else ""), args.quiet)
+        _out(f"ok: {path}" + (f" (variants: {', '.join(variants)})" if variants else "")
+             + (f" (sweep: {n_points} points)" if n_points else ""), args.quiet)
     if not args.deep and len(args.scenarios) > failed:
         _out("(static checks only, without JAX: add --deep to build the models and check init, data, theory "
              "and runners against them)", args.quiet)
@@ -180,15 +186,6 @@ def cmd_list(args) -> int:
     return EXIT_OK
 
 
-def _fmt(x: float) -> str:
-    if not (x == x):
-        return "nan"
-    ax = abs(x)
-    if ax != 0 and (ax < 1e-3 or ax >= 1e5):
-        return f"{x:.3e}"
-    return f"{x:.4f}"
-
-
 def cmd_inspect(args) -> int:
     import warnings
 
@@ -199,6 +196,10 @@ def cmd_inspect(args) -> int:
     from .store import read_attrs
 
     path = Path(args.file)
+    from .sweep_view import inspect_sweep, is_sweep_file
+
+    if is_sweep_file(path):
+        return inspect_sweep(path)
     with open_run(path) as f, reading(path):
         a = read_attrs(f.h5)
         print(f"{path}")
@@ -260,7 +261,7 @@ def cmd_inspect(args) -> int:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)
                         m, s = np.nanmean(vals), np.nanstd(vals)
-                    row += f"{_fmt(m) + ' +- ' + _fmt(s):>26}"
+                    row += f"{fmt_number(m) + ' +- ' + fmt_number(s):>26}"
                 print(row)
         comp = f.h5.get("comparisons")
         if comp is not None and "table" in comp.attrs:
@@ -289,6 +290,12 @@ def _csv(text: str | None, cast=str, option: str = ""):
         return [cast(x.strip()) for x in text.split(",") if x.strip()]
     except ValueError:
         raise UserError(f"{option} {text!r}: expected a comma-separated list of {cast.__name__}s") from None
+
+
+def cmd_sweep(args) -> int:
+    from .sweep_driver import cli_sweep
+
+    return cli_sweep(args, resolve_scenario_path)
 
 
 def cmd_converge(args) -> int:
@@ -320,6 +327,10 @@ def cmd_plot(args) -> int:
     from ._filecheck import open_run, reading
     from .plots import plot_run
 
+    from .sweep_view import is_sweep_file, plot_sweep
+
+    if is_sweep_file(args.file):
+        return plot_sweep(args.file, args.out, quiet=args.quiet)
     open_run(args.file).close()  # a clear error for a bad file
     with reading(args.file):
         paths = plot_run(args.file, args.out)
@@ -374,6 +385,31 @@ def build_parser() -> argparse.ArgumentParser:
         "SDE_BIAS_DEVICES environment variable; 1 = no split). Numbers do not depend on N.",
     )
     r.set_defaults(func=cmd_run)
+
+    sw = sub.add_parser(
+        "sweep",
+        help="run a scenario over a grid of key values (sweep: block, --grid, --zip) into one HDF5 file",
+        description="Run every point of a sweep (points differing only in values run as one compiled program) and "
+        "write data/sweeps/<name>[-<variant>]-sweep-<hash>.h5 (README: Sweeps, Scaling out).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sw.add_argument("scenario", help="scenario YAML file (or a name in scenarios/)")
+    sw.add_argument("--variant", help="apply a named variant of the scenario")
+    sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key at every point (repeatable)")
+    sw.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
+                    help="sweep a key over values, outer product with the other grid keys (repeatable; also "
+                    "KEY='{linspace: [a, b, n]}', logspace, range)")
+    sw.add_argument("--zip", action="append", metavar="KEY=V1,V2,...", help="sweep keys together (aligned, equal lengths)")
+    sw.add_argument("--seeds", type=int, metavar="N", help="number of seeds per point")
+    sw.add_argument("--out", metavar="FILE", help="output file (default data/sweeps/<name>[-<variant>]-sweep-<hash>.h5)")
+    sw.add_argument("--resume", action="store_true", help="continue an interrupted sweep (finished groups are kept)")
+    sw.add_argument("--group-points", type=int, metavar="N", help="at most N points per compiled program (memory)")
+    sw.add_argument("--dask", metavar="local[:N]", help="run the groups on a local Dask cluster of N worker processes")
+    sw.add_argument("--scheduler", metavar="ADDRESS", help="run the groups on a running Dask scheduler (tcp://host:port)")
+    sw.add_argument("--quiet", "-q", action="store_true")
+    sw.add_argument("--devices", type=int, metavar="N", help="split the CPU into N JAX devices (as for run)")
+    sw.set_defaults(func=cmd_sweep)
 
     v = sub.add_parser("validate", help="check scenario files (and all their variants) without running",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -39,7 +39,7 @@ class L1Penalty(eqx.Module):
     """``strength * |q|_1`` on the invariants ``q = pi(theta)`` (the predictor's own
     weights), the explicit regulariser of the paper's experiment 4."""
 
-    strength: float = eqx.field(static=True)
+    strength: float  # a leaf, not static: a sweep traces it (sde_bias/sweep_run.py)
 
     def __call__(self, q: Float[Array, " d"]) -> Float[Array, ""]:
         return self.strength * jnp.sum(jnp.abs(q))

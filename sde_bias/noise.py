@@ -294,7 +294,7 @@ class LabelNoise(AbstractScheme):
     ``n * out`` extra diffusion columns."""
 
     base: AbstractWeightedScheme
-    std: float = eqx.field(static=True)
+    std: float  # a leaf, not static: a sweep traces it (sde_bias/sweep_run.py)
 
     def mean_gradient(self, problem, theta, data):
         return self.base.mean_gradient(problem, theta, data)

@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from .errors import UserError
+from .formatting import fmt_duration, fmt_rate
 from .schema import Scenario, scenario_hash, to_yaml
 
 DEFAULT_RUN_DIR = Path("data") / "runs"
@@ -58,22 +59,6 @@ def overrides_digest(overrides) -> str:
 # ---------------------------------------------------------------------------
 # Progress
 # ---------------------------------------------------------------------------
-
-
-def _fmt_time(seconds: float) -> str:
-    if not np.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
-def _fmt_rate(r: float) -> str:
-    for unit, div in (("M", 1e6), ("k", 1e3)):
-        if r >= div:
-            return f"{r / div:.1f}{unit}"
-    return f"{r:.0f}" if r >= 10 else f"{r:.2f}"
 
 
 class Progress:
@@ -123,7 +108,7 @@ class Progress:
         else:
             self.stream.write(
                 f"{self._label}: chunk {chunk}/{num_chunks}, step {done_steps}/{self._total}, "
-                f"{_fmt_rate(rate)} steps/s, {_fmt_time(elapsed)} elapsed, {_fmt_time(left)} left\n"
+                f"{fmt_rate(rate)} steps/s, {fmt_duration(elapsed)} elapsed, {fmt_duration(left)} left\n"
             )
             self.stream.flush()
 
@@ -133,7 +118,7 @@ class Progress:
         bar = "#" * fill + "-" * (self.width - fill)
         elapsed = time.perf_counter() - self._t0
         speed = (
-            f"{_fmt_rate(rate)} steps/s {_fmt_time(elapsed)} elapsed, {_fmt_time(left)} left"
+            f"{fmt_rate(rate)} steps/s {fmt_duration(elapsed)} elapsed, {fmt_duration(left)} left"
             if np.isfinite(rate)
             else "compiling..."
         )
@@ -215,7 +200,7 @@ def _record_shapes(setup) -> dict[str, tuple[tuple[int, ...], Any]]:
     return {k: (tuple(v.shape), v.dtype) for k, v in out.items()}
 
 
-def _initial_records(setup) -> dict[str, np.ndarray]:
+def initial_records(setup) -> dict[str, np.ndarray]:
     from .integrate import observe_all
 
     obs = observe_all(setup.observe, setup.theta0, setup.data, setup.data_batched)
@@ -390,7 +375,7 @@ def _run_locked(sc, out: Path, resolved, resume: bool, progress: Progress, t_sta
                     setup.dtype,
                 )
                 if initial is None:
-                    initial = _initial_records(setup)
+                    initial = initial_records(setup)
                 f.append(g, np.array([0]), np.array([0.0]), initial)
                 ens = template
                 _save(f, g, ens, 1)

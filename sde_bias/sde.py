@@ -168,7 +168,13 @@ class SGDSDE(AbstractSDE):
 
     def diffusion_mv(self, theta, data: Dataset, xi) -> Float[Array, " p"]:
         """``sqrt(eta) sigma(theta) xi``."""
-        return math.sqrt(self.lr) * self.problem.scheme.diffusion_mv(self.problem, theta, data, xi)
+        return _sqrt(self.lr) * self.problem.scheme.diffusion_mv(self.problem, theta, data, xi)
+
+
+def _sqrt(x):
+    """``math.sqrt`` of a Python number (as before: folded in double precision), ``jnp.sqrt``
+    of an array (a learning rate traced by a sweep, sde_bias/sweep_run.py)."""
+    return math.sqrt(x) if isinstance(x, (int, float)) else jnp.sqrt(x)
 
 
 def is_stratonovich(solver) -> bool:
@@ -212,9 +218,9 @@ class SDEStepper(AbstractStepper):
         independent of ``dW``, for SRK solvers) for ``num_steps`` steps."""
         m = self.sde.noise_dim(data)
         kw, kh = jax.random.split(key)
-        dw = math.sqrt(self.dt) * jax.random.normal(kw, (num_steps, m), dtype)
+        dw = _sqrt(self.dt) * jax.random.normal(kw, (num_steps, m), dtype)
         if needs_levy_area(self.solver):
-            h = math.sqrt(self.dt / 12) * jax.random.normal(kh, (num_steps, m), dtype)
+            h = _sqrt(self.dt / 12) * jax.random.normal(kh, (num_steps, m), dtype)
             return dw, h
         return dw, None
 

@@ -108,7 +108,7 @@ def _chunks(shape: tuple[int, ...], time_chunk: int, itemsize: int) -> tuple[int
     return tuple(c)
 
 
-def _attr(value):
+def attr_value(value):
     if isinstance(value, bool):
         return np.int8(value)
     if value is None:
@@ -135,7 +135,7 @@ class RunFile:
         h5 = h5py.File(path, "w")
         h5.attrs["schema_version"] = SCHEMA_VERSION
         for k, v in attrs.items():
-            h5.attrs[k] = _attr(v)
+            h5.attrs[k] = attr_value(v)
         h5.attrs["complete"] = np.int8(0)
         h5.flush()
         return cls(h5)
@@ -172,7 +172,7 @@ class RunFile:
     def set_attrs(self, attrs: dict[str, Any], group: str = "/"):
         g = self.h5[group]
         for k, v in attrs.items():
-            g.attrs[k] = _attr(v)
+            g.attrs[k] = attr_value(v)
 
     def write_data(self, extras: dict[str, np.ndarray]):
         """Generated data (training set, targets, masks) under ``/data``."""
@@ -224,7 +224,7 @@ class RunFile:
             del self.h5[path]
         g = self.h5.create_group(path)
         for k, v in attrs.items():
-            g.attrs[k] = _attr(v)
+            g.attrs[k] = attr_value(v)
         g.attrs["records_done"] = 0
         g.attrs["step"] = 0
         g.attrs["complete"] = np.int8(0)

@@ -1,0 +1,257 @@
+"""Sweeps (sde_bias.sweep_*): the value forms, validation errors, batched points against
+single runs, resume after SIGKILL, a Dask LocalCluster against in-process, two writers of
+one path, and the file read back by xarray."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from sde_bias import cli
+from sde_bias.scenario import load_scenario
+from sde_bias.sweep_spec import SweepSpecError, make_plan, parse_values
+
+from helpers import ROOT, TINY
+
+GRID = ["--grid", "training.lr=0.01,0.02", "--grid", "noise.label_noise=0.0,0.5"]
+
+
+# ----------------------------------------------------------------------------- the spec
+def test_value_forms():
+    lin = parse_values({"linspace": [0.1, 0.7, 4]}, "k")
+    assert lin[0] == 0.1 and lin[-1] == 0.7 and len(lin) == 4
+    assert all(math.isclose(b - a, 0.2) for a, b in zip(lin, lin[1:]))
+    log = parse_values({"logspace": [1e-3, 1e-1, 3]}, "k")
+    assert log[0] == 1e-3 and log[-1] == 1e-1 and math.isclose(log[1], 1e-2)
+    assert parse_values({"range": [2, 8, 3]}, "k") == [2, 5]
+    plan = make_plan({"grid": {"a.b": [1, 2], "c": [3, 4, 5]}, "zip": {"d": [6, 7], "e": [8, 9]}})
+    assert plan.shape == (2, 3, 2) and len(plan.points) == 12
+    assert plan.points[7] == {"a.b": 2, "c": 3, "d": 7, "e": 9} and plan.index(7) == (1, 0, 1)
+    for bad in ([], {"linspace": [0, 1]}, {"logspace": [0, 1, 3]}, {"range": [3, 3]}, {"grid": [1]}):
+        with pytest.raises(SweepSpecError):
+            parse_values(bad, "k")
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--grid", "training.lrr=0.1,0.2"], ["sweep point 0", "training.lrr=0.1", "unknown key"]),
+        (["--grid", "training.lr="], ["--grid training.lr", "empty"]),
+        (["--zip", "training.lr=0.1,0.2", "--zip", "init.std=0.1"], ["sweep.zip", "training.lr has 2", "init.std has 1"]),
+        (["--grid", "training.lr=0.1,-0.2"], ["sweep point 1", "training.lr=-0.2", "greater than 0"]),
+    ],
+    ids=["bad key", "empty grid", "zip lengths", "invalid point"],
+)
+def test_validation_errors_are_one_line_exit_2(args, words, capsys, tmp_path):
+    rc = cli.main(["sweep", str(TINY), "--out", str(tmp_path / "s.h5"), *args])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    for w in words:
+        assert w in err, err
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_validate_checks_the_sweep_block(tmp_path, capsys):
+    text = TINY.read_text() + "sweep:\n  grid:\n    training.lr: [0.01, 0.02]\n    init.std: {linspace: [0.0, 0.2, 3]}\n"
+    good = tmp_path / "good.yaml"
+    good.write_text(text)
+    assert cli.main(["validate", str(good)]) == 0
+    assert "sweep: 6 points" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("[0.01, 0.02]", "[0.01, -1.0]"))
+    assert cli.main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "sweep point" in err and "training.lr=-1.0" in err
+
+
+# ----------------------------------------------------------------------------- batched = single runs
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _records(path, runner, idx=()):
+    with h5py.File(path) as f:
+        g = f[runner]
+        return {k: g[k][idx] for k, ds in g.items() if "observable" in ds.attrs}, g["diverged_at"][idx]
+
+
+def _cli(*args, timeout=300):
+    r = subprocess.run([sys.executable, "-m", "sde_bias.cli", *args], capture_output=True, text=True, env=_env(), timeout=timeout)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+SINGLE_POINTS = [((0, 1), (0.01, 1.0)), ((1, 0), (0.03, 0.5))]
+
+
+def _check_points(sweep_path, singles, exact: bool, runners):
+    for idx, single in singles:
+        for runner in runners:
+            want, want_div = _records(single, runner)
+            got, got_div = _records(sweep_path, runner, idx)
+            assert set(want) == set(got)
+            np.testing.assert_array_equal(got_div, want_div)
+            for k in want:
+                if exact:
+                    np.testing.assert_array_equal(got[k], want[k], err_msg=f"{runner} {k}")
+                else:
+                    np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-6, err_msg=f"{runner} {k}")
+
+
+def test_batched_points_equal_single_runs_bit_for_bit(tmp_path):
+    """``sde-bias sweep`` runs 4 points x 4 seeds as one compiled program; each point's
+    records equal ``sde-bias run --set`` of that point bit for bit (float64, one device:
+    on several devices XLA compiles the vmapped step for the members per device, and a
+    different count can change the last bit, as between single runs with 4 and 8 seeds)."""
+    base = ["--set", "runners=[sgd, euler_maruyama]", "--devices", "1"]
+    sweep = tmp_path / "sweep.h5"
+    r = _cli("sweep", str(TINY), *base, "--grid", "training.lr=0.01,0.03", "--grid", "noise.label_noise=0.5,1.0",
+             "--out", str(sweep))
+    assert "(4 points in 1 groups" in r.stdout  # one program for the four points
+    singles = []
+    for idx, (lr, delta) in SINGLE_POINTS:
+        out = tmp_path / f"single_{lr}.h5"
+        _cli("run", str(TINY), *base, "--set", f"training.lr={lr}", "--set", f"noise.label_noise={delta}",
+             "--out", str(out), "--no-plot")
+        singles.append((idx, out))
+    _check_points(sweep, singles, exact=True, runners=("sgd", "sde/euler_maruyama"))
+
+
+def test_batched_points_equal_single_runs_float32(tmp_path):
+    """In float32 to rounding: the single run folds sqrt(lr) in double precision and rounds
+    once, the sweep computes it from the float32 lr (sde_bias/sweep_run.py)."""
+    from sde_bias.run import run_scenario
+    from sde_bias.sweep_driver import SweepRequest, run_sweep
+
+    base = ["precision=float32", "runners=[sgd, euler_maruyama]"]
+    req = SweepRequest(
+        TINY, overrides=tuple(base), grid=(("training.lr", [0.01, 0.03]), ("noise.label_noise", [0.5, 1.0])),
+        out=tmp_path / "sweep.h5",
+    )
+    res = run_sweep(req, quiet=True)
+    assert res.num_groups == 1 and res.num_points == 4
+    singles = []
+    for idx, (lr, delta) in SINGLE_POINTS[1:]:  # one point (not the group's first) keeps it fast
+        sc = load_scenario(TINY, overrides=base + [f"training.lr={lr}", f"noise.label_noise={delta}"])
+        singles.append((idx, run_scenario(sc, tmp_path / f"single_{lr}.h5", quiet=True).path))
+    _check_points(res.path, singles, exact=False, runners=("sgd", "sde/euler_maruyama"))
+
+
+def test_diverging_point_is_recorded_and_exit_3(tmp_path, capsys):
+    out = tmp_path / "d.h5"
+    rc = cli.main(["sweep", str(TINY), "--grid", "training.lr=0.02,4.0", "--out", str(out), "-q"])
+    assert rc == 3
+    assert "training.lr=4.0" in capsys.readouterr().err
+    with h5py.File(out) as f:
+        div = f["sgd"]["diverged_at"][...]
+        assert int(f.attrs["complete"]) == 1
+    assert np.all(div[0] == -1) and np.all(div[1] > 0)  # lr 4: |1 - lr u^2| > 1 on the hyperbola
+
+
+# ----------------------------------------------------------------------------- the CLI in subprocesses
+def _cmd(out, *extra):
+    return [sys.executable, "-m", "sde_bias.cli", "sweep", str(TINY), *GRID, "--out", str(out), *extra]
+
+
+def _datasets(path) -> dict:
+    out = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda n, o: out.__setitem__(n, o[...]) if isinstance(o, h5py.Dataset) and n != "point_group" else None)
+    return out
+
+
+def _assert_same_data(a, b):
+    da, db = _datasets(a), _datasets(b)
+    assert da.keys() == db.keys()
+    for k in da:
+        np.testing.assert_array_equal(da[k], db[k], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "ref.h5"
+    r = subprocess.run(_cmd(out, "-q"), capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+def test_xarray_opens_every_group_with_the_swept_dims(reference):
+    import xarray as xr
+
+    from sde_bias import load_sweep
+
+    with h5py.File(reference) as f:
+        groups = []
+        f.visititems(lambda n, o: groups.append(n) if isinstance(o, h5py.Group) and "preset" in o.attrs else None)
+    assert set(groups) == {"sgd", "gd"}
+    for g in groups:
+        with xr.open_dataset(reference, group=g, engine="h5netcdf") as ds:
+            assert ds["loss"].dims == ("training.lr", "noise.label_noise", "seed", "step")
+            assert ds["params"].dims[:4] == ("training.lr", "noise.label_noise", "seed", "step")
+            np.testing.assert_array_equal(ds["training.lr"].values, [0.01, 0.02])
+            np.testing.assert_array_equal(ds["noise.label_noise"].values, [0.0, 0.5])
+            # time = step * lr at each point
+            np.testing.assert_allclose(ds["time"].sel({"training.lr": 0.02, "noise.label_noise": 0.5}), 0.02 * ds["step"])
+            assert ds["seed_value"].dims == ("training.lr", "noise.label_noise", "seed")
+    ds = load_sweep(reference)
+    assert ds["loss"].sizes == {"training.lr": 2, "noise.label_noise": 2, "seed": 4, "step": 5}
+    ds.close()
+
+
+def test_resume_after_sigkill_gives_identical_data(reference, tmp_path):
+    out = tmp_path / "r.h5"
+    cmd = _cmd(out, "--group-points", "1")  # 4 groups of one point each
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env())
+    t0 = time.time()
+    try:
+        for line in proc.stderr:
+            if "group 1/4 done" in line or "done:" in line:
+                break
+            assert time.time() - t0 < 300, "no group finished"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert not out.exists() and out.with_name("r.h5.tmp").exists()
+    with h5py.File(out.with_name("r.h5.tmp")) as f:
+        written = int(f["point_done"][...].sum())
+    assert 1 <= written < 4
+    r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=_env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"{written} of 4 groups already written" in r.stderr
+    _assert_same_data(out, reference)
+
+
+def test_local_cluster_equals_in_process(reference, tmp_path):
+    out = tmp_path / "dask.h5"
+    r = subprocess.run(_cmd(out, "--dask", "local:2"), capture_output=True, text=True, env=_env(), timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "LocalCluster with 2 workers" in r.stderr
+    _assert_same_data(out, reference)
+
+
+def test_second_writer_of_a_path_is_refused(reference, tmp_path):
+    out = tmp_path / "l.h5"
+    first = subprocess.Popen(_cmd(out), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env())
+    try:
+        for line in first.stderr:  # the lock is held from before the first group starts
+            if line.startswith("group 1/"):
+                break
+        t0 = time.time()
+        second = subprocess.run(_cmd(out), capture_output=True, text=True, env=_env(), timeout=120)
+        assert second.returncode == 2
+        assert "being written by another" in second.stderr and len(second.stderr.strip().splitlines()) == 1
+        assert time.time() - t0 < 60
+        first.stderr.read()
+        assert first.wait(timeout=300) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+    _assert_same_data(out, reference)
