@@ -65,3 +65,9 @@ from .scenario import (  # noqa: F401
     load_scenario as load_scenario,
 )
 from .run import run_scenario as run_scenario  # noqa: F401
+from .reader import (  # noqa: F401
+    RunData as RunData,
+    RunnerRecords as RunnerRecords,
+    read_run as read_run,
+)
+from .report_config import ReportConfig as ReportConfig  # noqa: F401
