@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_valid
 from .config_base import NO_VALUE, ConfigBlock
 from .datafile import FileData
 from .model_registry import MODEL_TYPES as MODEL_TYPES, ModelConfig
+from .report_config import ReportConfig
 
 SCHEMA_VERSION = 1
 
@@ -438,6 +439,7 @@ class Scenario(_Block):
     variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
     theory: dict[str, Any] = Field(default_factory=dict)
     convergence: dict[str, Any] | None = None
+    report: ReportConfig = ReportConfig()
 
     _source: str = PrivateAttr(default="<scenario>")
     _variant: str | None = PrivateAttr(default=None)
