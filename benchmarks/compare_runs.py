@@ -59,7 +59,11 @@ def datasets(path: Path) -> dict:
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
                 a = obj[()]
-                out[name] = (a.dtype.str, np.shape(a), np.asarray(a).tobytes())
+                if np.asarray(a).dtype.kind == "O":  # variable-length strings: compare the values, not
+                    raw = repr(np.asarray(a).tolist()).encode()  # the addresses tobytes() would give
+                else:
+                    raw = np.asarray(a).tobytes()
+                out[name] = (a.dtype.str, np.shape(a), raw)
 
         f.visititems(visit)
     return out
