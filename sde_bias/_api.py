@@ -79,3 +79,9 @@ from .scenario import (  # noqa: F401
 )
 from .run import run_scenario as run_scenario  # noqa: F401
 from .sweep_store import load_sweep as load_sweep  # noqa: F401  (sweep files -> xarray)
+from .reader import (  # noqa: F401
+    RunData as RunData,
+    RunnerRecords as RunnerRecords,
+    read_run as read_run,
+)
+from .report_config import ReportConfig as ReportConfig  # noqa: F401

@@ -189,97 +189,85 @@ def cmd_list(args) -> int:
 def cmd_inspect(args) -> int:
     import warnings
 
-    import h5py
     import numpy as np
 
-    from ._filecheck import open_run, reading
-    from .store import read_attrs
+    from .reader import read_run
 
     path = Path(args.file)
     from .sweep_view import inspect_sweep, is_sweep_file
 
     if is_sweep_file(path):
         return inspect_sweep(path)
-    with open_run(path) as f, reading(path):
-        a = read_attrs(f.h5)
-        print(f"{path}")
-        v = f" [variant {a['variant']}]" if a.get("variant") else ""
-        print(f"  scenario   {a.get('scenario_name')}{v} from {a.get('source')} (hash {str(a.get('scenario_hash'))[:12]})")
-        ov = json.loads(a.get("overrides") or "[]")
-        if ov:
-            print(f"  overrides  {' '.join('--set ' + o for o in ov)}")
-        print(
-            f"  created    {a.get('created')} by sde_bias {a.get('sde_bias_version')} "
-            f"(jax {a.get('jax_version')}, diffrax {a.get('diffrax_version')}) on {a.get('backend')} {a.get('device')}"
-        )
-        lr, steps = a.get("lr"), a.get("total_steps")
-        print(
-            f"  run        {a.get('num_seeds')} seeds (base {a.get('seed_base')}), {steps} steps of lr {lr} "
-            f"(t = {float(lr) * int(steps):g}), recorded every {a.get('record_every')} steps, {a.get('precision')}"
-        )
-        print(f"  model      {a.get('model_type')} ({a.get('num_params')} parameters), data {a.get('data_type')}")
-        done = int(a.get("complete", 0)) == 1
-        wall = a.get("wall_time_s")
-        print(f"  complete   {'yes' if done else 'NO (interrupted: resume with sde-bias run --resume)'}"
-              + (f", {float(wall):.1f} s" if wall is not None else ""))
-        runners = f.runner_paths()
-        print()
-        print(f"  {'runner':<24} {'records':>9}  status")
-        for p in runners:
-            g = f.h5[p]
-            div = g["diverged_at"][...]
-            seeds = g["seed"][...]
-            nd = int(np.sum(div >= 0))
-            rec = f"{int(g.attrs.get('records_done', 0))}/{int(g.attrs.get('records_total', 0))}"
-            if nd:
-                first = ", ".join(f"seed {s} at step {k}" for s, k in zip(seeds[div >= 0][:3], div[div >= 0][:3]))
-                status = f"{nd} of {len(div)} diverged ({first}{', ...' if nd > 3 else ''})"
-            else:
-                status = "ok" if int(g.attrs.get("complete", 0)) else "ok so far (incomplete)"
-            print(f"  {p:<24} {rec:>9}  {status}")
-        print()
-        if runners:
-            g0 = f.h5[runners[0]]
-            names = [ds.attrs["observable"] for ds in g0.values() if isinstance(ds, h5py.Dataset) and "observable" in ds.attrs]
-            t_last = g0["time"][-1] if g0["time"].shape[0] else float("nan")
-            print(f"  datasets per runner (seed x time x ...): " + ", ".join(
-                f"{n} {tuple(g0[n.replace('/', '.')].shape)}" for n in names))
-            print(f"  final values at t = {t_last:g} (seed mean +- std; |x| for vectors):")
-            head = f"    {'observable':<28}" + "".join(f"{p:>26}" for p in runners)
-            print(head)
-            for n in names:
-                row = f"    {n:<28}"
-                for p in runners:
-                    g = f.h5[p]
-                    dsn = n.replace("/", ".")
-                    if dsn not in g or g[dsn].shape[1] == 0:
-                        row += f"{'-':>26}"
-                        continue
-                    last = g[dsn][:, -1]
-                    last = last.reshape(last.shape[0], -1).astype(float)
-                    vals = last[:, 0] if last.shape[1] == 1 else np.linalg.norm(last, axis=1)
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                        m, s = np.nanmean(vals), np.nanstd(vals)
-                    row += f"{fmt_number(m) + ' +- ' + fmt_number(s):>26}"
-                print(row)
-        comp = f.h5.get("comparisons")
-        if comp is not None and "table" in comp.attrs:
-            table = comp.attrs["table"]
-            table = table.decode() if isinstance(table, bytes) else str(table)
-            print("\n  comparisons (each runner against the theory; disc. error = estimated discretisation error of the runner):")
-            print("\n".join("    " + line for line in table.splitlines()))
-        conv = f.h5.get("convergence")
-        if conv is not None and "summary" in conv.attrs:
-            text = conv.attrs["summary"]
-            print("\n" + "\n".join("  " + line for line in (text.decode() if isinstance(text, bytes) else str(text)).splitlines()))
-        from .design_run import inspect_lines
+    run = read_run(path, last_only=True)
+    a = run.attrs
+    print(f"{path}")
+    v = f" [variant {a['variant']}]" if a.get("variant") else ""
+    print(f"  scenario   {a.get('scenario_name')}{v} from {a.get('source')} (hash {str(a.get('scenario_hash'))[:12]})")
+    ov = json.loads(a.get("overrides") or "[]")
+    if ov:
+        print(f"  overrides  {' '.join('--set ' + o for o in ov)}")
+    print(
+        f"  created    {a.get('created')} by sde_bias {a.get('sde_bias_version')} "
+        f"(jax {a.get('jax_version')}, diffrax {a.get('diffrax_version')}) on {a.get('backend')} {a.get('device')}"
+    )
+    lr, steps = a.get("lr"), a.get("total_steps")
+    print(
+        f"  run        {a.get('num_seeds')} seeds (base {a.get('seed_base')}), {steps} steps of lr {lr} "
+        f"(t = {float(lr) * int(steps):g}), recorded every {a.get('record_every')} steps, {a.get('precision')}"
+    )
+    print(f"  model      {a.get('model_type')} ({a.get('num_params')} parameters), data {a.get('data_type')}")
+    wall = a.get("wall_time_s")
+    print(f"  complete   {'yes' if run.complete else 'NO (interrupted: resume with sde-bias run --resume)'}"
+          + (f", {float(wall):.1f} s" if wall is not None else ""))
+    runners = list(run.runners)
+    print()
+    print(f"  {'runner':<24} {'records':>9}  status")
+    for p, g in run.runners.items():
+        div, seeds = g.diverged_at, g.seed
+        nd = g.num_diverged
+        rec = f"{int(g.attrs.get('records_done', 0))}/{int(g.attrs.get('records_total', 0))}"
+        if nd:
+            first = ", ".join(f"seed {s} at step {k}" for s, k in zip(seeds[div >= 0][:3], div[div >= 0][:3]))
+            status = f"{nd} of {len(div)} diverged ({first}{', ...' if nd > 3 else ''})"
+        else:
+            status = "ok" if g.complete else "ok so far (incomplete)"
+        print(f"  {p:<24} {rec:>9}  {status}")
+    print()
+    if runners:
+        g0 = run.runners[runners[0]]
+        names = list(g0.shapes)
+        t_last = g0.time[-1] if g0.time.shape[0] else float("nan")
+        print("  datasets per runner (seed x time x ...): " + ", ".join(f"{n} {g0.shapes[n]}" for n in names))
+        print(f"  final values at t = {t_last:g} (seed mean +- std; |x| for vectors):")
+        head = f"    {'observable':<28}" + "".join(f"{p:>26}" for p in runners)
+        print(head)
+        for n in names:
+            row = f"    {n:<28}"
+            for g in run.runners.values():
+                if n not in g.records or g.shapes[n][1] == 0:
+                    row += f"{'-':>26}"
+                    continue
+                last = g.records[n][:, -1]
+                last = last.reshape(last.shape[0], -1).astype(float)
+                vals = last[:, 0] if last.shape[1] == 1 else np.linalg.norm(last, axis=1)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    m, s = np.nanmean(vals), np.nanstd(vals)
+                row += f"{fmt_number(m) + ' +- ' + fmt_number(s):>26}"
+            print(row)
+    table = run.comparisons_table
+    if table is not None:
+        print("\n  comparisons (each runner against the theory; disc. error = estimated discretisation error of the runner):")
+        print("\n".join("    " + line for line in table.splitlines()))
+    summary = run.convergence_summary
+    if summary is not None:
+        print("\n" + "\n".join("  " + line for line in summary.splitlines()))
+    from .design_run import inspect_lines
 
-        for line in inspect_lines(f.h5):  # the design stage's summary, if the run has one
-            print(line)
-        extra = [k for k in f.h5.keys() if k not in {r.split('/')[0] for r in runners}]
-        if extra:
-            print(f"\n  other groups: {', '.join(extra)}")
+    for line in inspect_lines(run.design):  # the design stage's summary, if the run has one
+        print(line)
+    if run.other_groups:
+        print(f"\n  other groups: {', '.join(run.other_groups)}")
     return EXIT_OK
 
 

@@ -389,12 +389,12 @@ def design_hook(sc, setup, h5) -> None:
 
 
 # ----------------------------------------------------------------------------- reading
-def inspect_lines(h5) -> list[str]:
-    """The ``/design`` summary that ``sde-bias inspect`` prints (empty without one)."""
-    g = h5.get("design")
-    if g is None:
+def inspect_lines(design) -> list[str]:
+    """The ``/design`` summary that ``sde-bias inspect`` prints: ``design`` is the run's
+    :attr:`~sde_bias.reader.RunData.design` group (empty list without one)."""
+    if design is None:
         return []
-    text = g.attrs.get("summary") or g.attrs.get("note", "")
+    text = design.attrs.get("summary") or design.attrs.get("note", "")
     text = text.decode() if isinstance(text, bytes) else str(text)
     return [""] + ["  " + line for line in text.splitlines()]
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from .figures import figure as figure, palette as palette
-from .store import dataset_name, load_run
+from .reader import RunData, read_run
+from .store import dataset_name
 
 BAND = (10, 90)
 MAX_COMPONENTS = 12
@@ -45,20 +46,17 @@ def _maybe_log(ax, arrays):
         ax.set_yscale("log")
 
 
-def _title(run) -> str:
-    a = run["attrs"]
-    name = a.get("scenario_name", "?")
-    v = a.get("variant") or ""
-    return name + (f" [{v}]" if v else "")
+def _title(run: RunData) -> str:
+    return run.label
 
 
-def plot_observable(run, name: str, path: Path) -> Path | None:
-    runners = run["runners"]
-    groups = [g for g in runners if name in runners[g]["records"]]
+def plot_observable(run: RunData, name: str, path: Path) -> Path | None:
+    runners = run.runners
+    groups = [g for g in runners if name in runners[g].records]
     if not groups:
         return None
     colors = dict(zip(runners, palette(len(runners))))
-    first = runners[groups[0]]["records"][name]
+    first = runners[groups[0]].records[name]
     comp = int(np.prod(first.shape[2:])) if first.ndim > 2 else 1
     n_seeds = first.shape[0]
     if comp == 1 or comp > MAX_COMPONENTS:
@@ -67,13 +65,13 @@ def plot_observable(run, name: str, path: Path) -> Path | None:
         arrays = []
         for g in groups:
             r = runners[g]
-            v = r["records"][name]
+            v = r.records[name]
             v = v.reshape(v.shape[0], v.shape[1], -1)
             v = v[..., 0] if comp == 1 else np.linalg.norm(v, axis=-1)
             arrays.append(v)
-            nd = int(np.sum(r["diverged_at"] >= 0))
+            nd = r.num_diverged
             label = g + (f" ({nd} diverged)" if nd else "")
-            _band(ax, r["time"], v, colors[g], label)
+            _band(ax, r.time, v, colors[g], label)
         _maybe_log(ax, arrays)
         ax.set_ylabel(name if comp == 1 else f"|{name}|")
         ax.legend(fontsize=8)
@@ -85,10 +83,10 @@ def plot_observable(run, name: str, path: Path) -> Path | None:
         ccols = palette(comp)
         for ax, g in zip(axes[0], groups):
             r = runners[g]
-            v = r["records"][name]
+            v = r.records[name]
             v = v.reshape(v.shape[0], v.shape[1], -1)
             for c in range(comp):
-                _band(ax, r["time"], v[..., c], ccols[c], label=str(c) if comp <= 6 else None, lw=1.2)
+                _band(ax, r.time, v[..., c], ccols[c], label=str(c) if comp <= 6 else None, lw=1.2)
             ax.set_title(g, fontsize=9)
             ax.set_xlabel("t = step x lr")
         axes[0, 0].set_ylabel(name)
@@ -100,16 +98,16 @@ def plot_observable(run, name: str, path: Path) -> Path | None:
     return path
 
 
-def plot_phase_plane(run, path: Path, max_trajectories: int = 6) -> Path | None:
+def plot_phase_plane(run: RunData, path: Path, max_trajectories: int = 6) -> Path | None:
     """Trajectories in the (u, v) plane over the orbits ``u v = c`` and the balanced
     section ``u = +-v`` (two-parameter models with ``params`` recorded)."""
-    runners = {g: r for g, r in run["runners"].items() if "params" in r["records"]}
+    runners = {g: r for g, r in run.runners.items() if "params" in r.records}
     if not runners:
         return None
-    first = next(iter(runners.values()))["records"]["params"]
+    first = next(iter(runners.values())).records["params"]
     if first.ndim != 3 or first.shape[2] != 2:
         return None
-    allp = np.concatenate([r["records"]["params"].reshape(-1, 2) for r in runners.values()])
+    allp = np.concatenate([r.records["params"].reshape(-1, 2) for r in runners.values()])
     allp = allp[np.all(np.isfinite(allp), axis=1)]
     if allp.size == 0:
         return None
@@ -119,7 +117,7 @@ def plot_phase_plane(run, path: Path, max_trajectories: int = 6) -> Path | None:
     lim = (min(lo) - span, max(hi) + span)
     lim = (min(lim[0], 0.0), max(lim[1], 0.0))
     fig, axes = figure(w=3.8 * len(runners), h=4.0, ncols=len(runners), sharex=True, sharey=True)
-    colors = dict(zip(run["runners"], palette(len(run["runners"]))))
+    colors = dict(zip(run.runners, palette(len(run.runners))))
     grid = np.linspace(lim[0], lim[1], 300)
     U, V = np.meshgrid(grid, grid)
     w = allp[:, 0] * allp[:, 1]
@@ -128,17 +126,17 @@ def plot_phase_plane(run, path: Path, max_trajectories: int = 6) -> Path | None:
     levels = levels[np.abs(levels) > 1e-12]
     for ax, (g, r) in zip(axes[0], runners.items()):
         ax.contour(U, V, U * V, levels=levels, colors="0.75", linewidths=0.7)
-        last_w = r["last_params"][:, 0] * r["last_params"][:, 1]
+        last_w = r.last_params[:, 0] * r.last_params[:, 1]
         last_w = last_w[np.isfinite(last_w)]
         if last_w.size and abs(np.median(last_w)) > 1e-12:
             ax.contour(U, V, U * V, levels=[float(np.median(last_w))], colors="0.35", linewidths=1.3)
         ax.plot(grid, grid, "k--", lw=1, label="balanced u = v")
         ax.plot(grid, -grid, "k:", lw=0.8)
-        p = r["records"]["params"]
+        p = r.records["params"]
         for s in range(min(max_trajectories, p.shape[0])):
             ax.plot(p[s, :, 0], p[s, :, 1], color=colors[g], lw=0.8, alpha=0.8)
         ax.scatter(p[:, 0, 0], p[:, 0, 1], s=6, c="k", zorder=3, label="start")
-        last = r["last_params"]
+        last = r.last_params
         ok = np.all(np.isfinite(last), axis=1)
         ax.scatter(last[ok, 0], last[ok, 1], s=6, color=colors[g], zorder=3, label="end")
         ax.set_xlim(lim)
@@ -156,14 +154,14 @@ def plot_phase_plane(run, path: Path, max_trajectories: int = 6) -> Path | None:
 
 def plot_run(path, outdir=None) -> list[Path]:
     """Write the standard figures of a run file; returns their paths."""
-    run = load_run(path)
+    run = read_run(path, check=False)
     outdir = Path(outdir) if outdir is not None else default_plot_dir(path)
     from .outputs import check_folder
 
     check_folder(outdir, "figures folder")
     names: list[str] = []
-    for r in run["runners"].values():
-        for n in r["records"]:
+    for r in run.runners.values():
+        for n in r.records:
             if n not in names:
                 names.append(n)
     written = []
@@ -171,26 +169,25 @@ def plot_run(path, outdir=None) -> list[Path]:
         p = plot_observable(run, n, outdir / f"{dataset_name(n)}.png")
         if p is not None:
             written.append(p)
-    if run["attrs"].get("num_params") == 2 or run["attrs"].get("model_type") == "scalar_product":
+    if run.attrs.get("num_params") == 2 or run.attrs.get("model_type") == "scalar_product":
         p = plot_phase_plane(run, outdir / "phase_plane.png")
         if p is not None:
             written.append(p)
-    written += plot_theory(path, outdir)
+    written += plot_theory(run, outdir)
     return written
 
 
-def plot_theory(path, outdir) -> list[Path]:
+def plot_theory(run: RunData, outdir) -> list[Path]:
     """Figures of the theory stage, if the file has one: the drift comparison (SGD and
     SDE estimates with +-2 SE error bars, the Itô projection and its gradient-flow part)
     and the stationary law (histogram of the samples, the Fokker-Planck density of the
     projected SDE, the paper's exp(-L/T) det G^-1/2)."""
-    import h5py
-
     outdir = Path(outdir)
     written = []
-    with h5py.File(path, "r") as f:
-        if "theory/drift_check" in f:
-            g = f["theory/drift_check"]
+    f = run.theory
+    if f is not None:
+        if "drift_check" in f:
+            g = f["drift_check"]
             q, th, gp = g["q"][...], g["theory"][...], g["gradient_part"][...]
             d = q.shape[1]
             ncols = min(d, 4)
@@ -215,8 +212,8 @@ def plot_theory(path, outdir) -> list[Path]:
             p = outdir / "theory_drift.png"
             fig.savefig(p, dpi=110)
             written.append(p)
-        if "theory/stationary_check" in f:
-            g = f["theory/stationary_check"]
+        if "stationary_check" in f:
+            g = f["stationary_check"]
             grid, fp, pa, smp = g["grid"][...], g["fokker_planck_density"][...], g["paper_density"][...], g["samples"][...]
             fig, axes = figure()
             ax = axes[0, 0]
@@ -234,7 +231,7 @@ def plot_theory(path, outdir) -> list[Path]:
             written.append(p)
     from .check_plots import plot_balance_check
 
-    p = plot_balance_check(path, outdir / "theory_balance.png")
+    p = plot_balance_check(run, outdir / "theory_balance.png")
     return written + ([p] if p is not None else [])
 
 

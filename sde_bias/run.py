@@ -161,15 +161,11 @@ def _diverged_list(seeds, div) -> list[tuple[int, int]]:
 
 
 def _result_from_file(path: Path, wall: float, **kw) -> RunResult:
-    from .store import RunFile
+    from .reader import read_run
 
-    with RunFile.open(path) as f:
-        div = {}
-        for p in f.runner_paths():
-            g = f.h5[p]
-            div[p] = _diverged_list(g["seed"][...], g["diverged_at"][...])
-        n = int(f.h5.attrs.get("num_seeds", 0))
-    return RunResult(path, n, div, wall, **kw)
+    run = read_run(path, records=False, check=False)
+    div = {p: _diverged_list(g.seed, g.diverged_at) for p, g in run.runners.items()}
+    return RunResult(path, run.num_seeds, div, wall, **kw)
 
 
 # ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from .convergence_config import ConvergenceConfig
 from .design_config import DesignConfig
 from .datafile import FileData
 from .model_registry import ModelConfig
+from .report_config import ReportConfig
 from .sweep_spec import SweepConfig
 from .theory_config import TheoryConfig
 
@@ -326,6 +327,7 @@ class Scenario(ConfigBlock):
     theory: TheoryConfig = Field(default_factory=TheoryConfig)
     convergence: ConvergenceConfig | None = None
     design: DesignConfig | None = None
+    report: ReportConfig = ReportConfig()
     sweep: SweepConfig | None = None  # sde-bias sweep (sde_bias/sweep_spec.py); `run` ignores it
 
     _source: str = PrivateAttr(default="<scenario>")

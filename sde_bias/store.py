@@ -31,11 +31,13 @@ chunked and gzip-compressed; the time axis grows chunk by chunk. A run is writte
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
 import os
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +160,11 @@ class RunFile:
 
     def flush(self):
         self.h5.flush()
+
+    def write_group(self, path: str, data: GroupData) -> h5py.Group:
+        """Replace the group at ``path`` (``theory/drift_check``, ``comparisons``) by ``data``."""
+        parent, _, name = path.rpartition("/")
+        return write_group(self.h5.require_group(parent) if parent else self.h5, name, data)
 
     def close(self):
         self.h5.close()
@@ -362,46 +369,54 @@ def finalize(tmp, out):
 
 
 # ---------------------------------------------------------------------------
-# Reading
+# Groups computed after the run (the theory stage's results)
 # ---------------------------------------------------------------------------
 
 
-def read_records(group) -> dict[str, np.ndarray]:
-    """Every recorded observable of a runner group, by observable name ([seed, time, ...])."""
-    return {
-        ds.attrs["observable"]: ds[...]
-        for ds in group.values()
-        if isinstance(ds, h5py.Dataset) and "observable" in ds.attrs
-    }
+@dataclasses.dataclass(frozen=True)
+class GroupData:
+    """One HDF5 group in memory: ``arrays`` (datasets), ``attrs`` and ``groups``
+    (subgroups), each in creation order. What the theory stage returns and
+    :meth:`RunFile.write_group` writes, and what :mod:`sde_bias.reader` reads back.
+    An array of dtype ``object`` is stored as UTF-8 strings; attributes are stored as
+    given (h5py's conversion)."""
+
+    arrays: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    groups: Mapping[str, "GroupData"] = dataclasses.field(default_factory=dict)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.arrays or name in self.groups
+
+    def __getitem__(self, name: str):
+        """A dataset or subgroup; ``a/b`` walks into subgroups."""
+        head, _, rest = name.partition("/")
+        if rest:
+            return self.groups[head][rest]
+        if head in self.arrays:
+            return self.arrays[head]
+        return self.groups[head]
+
+    def get(self, name: str, default=None):
+        try:
+            return self[name]
+        except KeyError:
+            return default
 
 
-def read_attrs(obj) -> dict[str, Any]:
-    out = {}
-    for k, v in obj.attrs.items():
-        if isinstance(v, bytes):
-            v = v.decode()
-        if isinstance(v, np.generic):
-            v = v.item()
-        out[k] = v
-    return out
-
-
-def load_run(path) -> dict[str, Any]:
-    """The whole run file in memory (small runs): ``{"attrs": {...}, "runners":
-    {group: {"attrs": {...}, "time", "step", "seed", "diverged_at", "records": {observable:
-    array}}}}``."""
-    with RunFile.open(path) as f:
-        out = {"attrs": read_attrs(f.h5), "runners": {}}
-        for p in f.runner_paths():
-            g = f.h5[p]
-            recs = read_records(g)
-            out["runners"][p] = {
-                "attrs": read_attrs(g),
-                "time": g["time"][...],
-                "step": g["step"][...],
-                "seed": g["seed"][...],
-                "diverged_at": g["diverged_at"][...],
-                "last_params": g["last_params"][...],
-                "records": recs,
-            }
-        return out
+def write_group(parent: h5py.Group, name: str, data: GroupData) -> h5py.Group:
+    """Replace ``parent[name]`` by ``data`` (datasets uncompressed, in order)."""
+    if name in parent:
+        del parent[name]
+    g = parent.create_group(name)
+    for k, arr in data.arrays.items():
+        arr = np.asarray(arr)
+        if arr.dtype == object:
+            g.create_dataset(k, data=arr, dtype=h5py.string_dtype("utf-8"))
+        else:
+            g.create_dataset(k, data=arr)
+    for k, sub in data.groups.items():
+        write_group(g, k, sub)
+    for k, v in data.attrs.items():
+        g.attrs[k] = v
+    return g

@@ -39,12 +39,16 @@ run first (``sde_bias.converge_run``), so the verdicts can use its fitted orders
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .compare import drift_check
 from .errors import ScenarioError
+from .reader import RunData, read_h5
+from .store import GroupData, RunFile
 from .theory_config import (
     DriftCheckConfig,
     EffectiveDriftConfig,
@@ -53,7 +57,7 @@ from .theory_config import (
     TheoryConfig as TheoryConfig,  # re-exported: the block's classes live in theory_config
     parse_theory,
 )
-from .verdict import Comparison, write_comparisons
+from .verdict import Comparison, comparisons_group
 
 
 def invariant_map(model, kind: str):
@@ -85,12 +89,13 @@ def _run_runner(setup, name: str):
     return make_runner(setup, resolve_preset(get_preset(name), setup.scenario.runner_options.get(name)))
 
 
-def _weak_order(setup, h5, preset_name: str, stepper) -> tuple[float, str]:
+def _weak_order(setup, run: RunData | None, preset_name: str, stepper) -> tuple[float, str]:
     """Weak order for a dt-halving estimate: fitted by the run's converge study when it has
     one for this preset, else the solver's known order for the scenario's noise class."""
     from .refine import known_orders, noise_class
 
-    g = h5.get(f"convergence/{preset_name}") if h5 is not None else None
+    conv = run.convergence if run is not None else None
+    g = conv.groups.get(preset_name) if conv is not None else None
     if g is not None and np.isfinite(g.attrs.get("weak_order", np.nan)):
         p, se = float(g.attrs["weak_order"]), float(g.attrs.get("weak_order_se", np.nan))
         return p, f"order {p:.2f} ± {se:.2g} from the converge study"
@@ -106,21 +111,9 @@ def _weak_order(setup, h5, preset_name: str, stepper) -> tuple[float, str]:
     return orders[0], f"weak order {orders[0]:g} ({name}, {cls} noise)"
 
 
-def _group_for(h5, name: str):
-    for g in (name, f"sde/{name}"):
-        if g in h5:
-            return h5[g]
-    raise KeyError(f"no runner group {name!r} in the file (runners: {list(h5.keys())})")
-
-
-def _replace(parent, name):
-    if name in parent:
-        del parent[name]
-    return parent.create_group(name)
-
-
 # ----------------------------------------------------------------------------- checks
-def run_drift_check(cfg: DriftCheckConfig, setup, h5, q_map) -> list[Comparison]:
+def run_drift_check(cfg: DriftCheckConfig, setup, run: RunData, q_map) -> tuple[GroupData, list[Comparison]]:
+    """The three-way effective-drift comparison (``/theory/drift_check``) and its rows."""
     model, sc = setup.problem.model, setup.scenario
     if cfg.points == "section":
         if cfg.grid is None:
@@ -130,10 +123,11 @@ def run_drift_check(cfg: DriftCheckConfig, setup, h5, q_map) -> list[Comparison]
     elif cfg.points == "initial":
         thetas = setup.theta0[: cfg.num_points]
     else:
-        g = _group_for(h5, cfg.from_)
-        if "last_params" not in g:
-            raise ScenarioError(sc.source, [("theory.drift_check.from", f"runner {cfg.from_!r} has no saved parameters", cfg.from_)])
-        thetas = jnp.asarray(g["last_params"][: cfg.num_points], setup.dtype)
+        try:
+            g = run.runner_named(cfg.from_)
+        except KeyError:
+            raise ScenarioError(sc.source, [("theory.drift_check.from", f"runner {cfg.from_!r} has no saved parameters", cfg.from_)]) from None
+        thetas = jnp.asarray(g.last_params[: cfg.num_points], setup.dtype)
     data = setup.seed0_data
     sgd = _runner_stepper(setup, cfg.sgd)
     sde_stepper = _runner_stepper(setup, cfg.sde)
@@ -141,35 +135,35 @@ def run_drift_check(cfg: DriftCheckConfig, setup, h5, q_map) -> list[Comparison]
         sgd, sde_stepper, sde_stepper.sde, thetas, q_map, data,
         replicates=cfg.replicates, steps=cfg.steps, key=jax.random.PRNGKey(int(sc.seeds.base) + 7919),
     )
-    grp = _replace(h5.require_group("theory"), "drift_check")
-    for name, arr in {
-        "q": chk.q, "points": np.asarray(thetas), "sgd_mean": chk.sgd.mean, "sgd_se": chk.sgd.se,
-        "sde_mean": chk.sde.mean, "sde_se": chk.sde.se, "gradient_part": chk.gradient_part,
-        "geometric_part": chk.geometric_part, "theory": chk.theory,
-        "sgd_bias": chk.sgd_bias, "sde_bias": chk.sde_bias,
-    }.items():
-        if arr is not None:
-            grp.create_dataset(name, data=np.asarray(arr, float))
-    grp.attrs["bias_source"] = chk.bias_source
-    for k, v in chk.max_abs_z().items():
-        grp.attrs[f"max_abs_z_{k}"] = v
-    grp.attrs["horizon"] = chk.sgd.horizon
-    grp.attrs["replicates"] = cfg.replicates
-    grp.attrs["sgd_preset"], grp.attrs["sde_preset"] = cfg.sgd, cfg.sde
-    return chk.comparisons(cfg.sgd, cfg.sde)
+    arrays = {
+        name: np.asarray(arr, float)
+        for name, arr in {
+            "q": chk.q, "points": np.asarray(thetas), "sgd_mean": chk.sgd.mean, "sgd_se": chk.sgd.se,
+            "sde_mean": chk.sde.mean, "sde_se": chk.sde.se, "gradient_part": chk.gradient_part,
+            "geometric_part": chk.geometric_part, "theory": chk.theory,
+            "sgd_bias": chk.sgd_bias, "sde_bias": chk.sde_bias,
+        }.items()
+        if arr is not None
+    }
+    attrs = {"bias_source": chk.bias_source}
+    attrs.update({f"max_abs_z_{k}": v for k, v in chk.max_abs_z().items()})
+    attrs.update({"horizon": chk.sgd.horizon, "replicates": cfg.replicates, "sgd_preset": cfg.sgd, "sde_preset": cfg.sde})
+    return GroupData(arrays, attrs), chk.comparisons(cfg.sgd, cfg.sde)
 
 
-def run_stationary_check(cfg: StationaryCheckConfig, setup, h5, q_map) -> list[Comparison]:
+def run_stationary_check(cfg: StationaryCheckConfig, setup, run: RunData, q_map) -> tuple[GroupData, list[Comparison]]:
+    """The long-run law of ``q[component]`` against Fokker-Planck (``/theory/stationary_check``)
+    and its rows; ``run`` must hold the runner's ``invariants`` records (at least the last)."""
     from .fokker_planck import stationary_density_1d
     from .quotient import isotropic_temperature, normalise_on_grid, paper_log_density, section_average
     from .stats import chi2_goodness_of_fit
     from .symmetry import log_det_gram
 
     model, sc = setup.problem.model, setup.scenario
-    g = _group_for(h5, cfg.runner)
-    if "invariants" not in g:
+    g = run.runner_named(cfg.runner)
+    if "invariants" not in g.records:
         raise ScenarioError(sc.source, [("theory.stationary_check.runner", "needs `invariants` in record:", cfg.runner)])
-    final = np.asarray(g["invariants"][:, -1, cfg.component])
+    final = np.asarray(g.records["invariants"][:, -1, cfg.component])
     samples = final[np.isfinite(final)]
     grid = _linspace(cfg.grid)
     data = setup.seed0_data
@@ -195,16 +189,15 @@ def run_stationary_check(cfg: StationaryCheckConfig, setup, h5, q_map) -> list[C
         p_fp = p_paper = float("nan")
         dof = 0
         short = f"insufficient data: {samples.size} finite samples ({e})"
-    grp = _replace(h5.require_group("theory"), "stationary_check")
-    for name, arr in {"grid": grid, "fokker_planck_density": fp, "paper_density": paper, "drift": a, "diffusion": D,
-                      "geometric_part": np.asarray(coeffs.geometric_part[:, cfg.component]),
-                      "log_det_gram": ldg, "samples": samples}.items():
-        grp.create_dataset(name, data=np.asarray(arr, float))
-    grp.attrs.update({
+    arrays = {name: np.asarray(arr, float) for name, arr in {
+        "grid": grid, "fokker_planck_density": fp, "paper_density": paper, "drift": a, "diffusion": D,
+        "geometric_part": np.asarray(coeffs.geometric_part[:, cfg.component]),
+        "log_det_gram": ldg, "samples": samples}.items()}
+    attrs = {
         "runner": cfg.runner, "component": cfg.component, "temperature": T,
         "chi2_pvalue_fokker_planck": p_fp, "chi2_pvalue_paper": p_paper,
         "chi2_dof": dof, "num_samples": samples.size, "chi2_note": short,
-    })
+    }
     mean_fp = float(np.trapezoid(grid * fp, grid))
     var_fp = float(np.trapezoid((grid - mean_fp) ** 2 * fp, grid))
     mean_paper = float(np.trapezoid(grid * paper, grid))
@@ -213,10 +206,10 @@ def run_stationary_check(cfg: StationaryCheckConfig, setup, h5, q_map) -> list[C
     se = float(samples.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
     var = float(samples.var(ddof=1)) if n > 1 else np.nan
     var_se = float(((samples - samples.mean()) ** 2).std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
-    disc = _stationary_disc(cfg, setup, h5, q_map)
-    grp.attrs["disc_source"] = disc["source"]
+    disc = _stationary_disc(cfg, setup, run, q_map)
+    attrs["disc_source"] = disc["source"]
     c = cfg.component
-    name = g.name.strip("/")
+    name = g.path.strip("/")
     d_mean, d_var = disc["mean"], disc["variance"]
     rows = [
         Comparison("stationary law", f"mean q[{c}] vs Fokker-Planck", name, mean, se, mean_fp,
@@ -229,7 +222,7 @@ def run_stationary_check(cfg: StationaryCheckConfig, setup, h5, q_map) -> list[C
     if short:
         rows.append(Comparison("stationary law", f"chi-square q[{c}] ({n} samples)", name, np.nan, np.nan, np.nan,
                                disc_source="too few samples for a chi-square test", insufficient=True))
-    return rows
+    return GroupData(arrays, attrs), rows
 
 
 HALVING_SEEDS = 128
@@ -237,7 +230,7 @@ HALVING_SEEDS = 128
 hundred paths give it a small standard error)."""
 
 
-def _stationary_disc(cfg: StationaryCheckConfig, setup, h5, q_map) -> dict:
+def _stationary_disc(cfg: StationaryCheckConfig, setup, run: RunData, q_map) -> dict:
     """dt-halving estimate of the discretisation error of the final-sample mean and variance
     of ``q[component]`` (SDE runners only): the runner's stepper at ``dt`` and ``dt / 2`` on
     the same Brownian paths from the first seeds (:data:`HALVING_SEEDS`)."""
@@ -265,7 +258,7 @@ def _stationary_disc(cfg: StationaryCheckConfig, setup, h5, q_map) -> dict:
         finals.append(np.asarray(out["records"]["q"][:, -1]))
     x = np.stack(finals)
     x = x[:, np.all(np.isfinite(x), axis=0)]
-    order, src = _weak_order(setup, h5, cfg.runner, runner.stepper)
+    order, src = _weak_order(setup, run, cfg.runner, runner.stepper)
     out = {"source": f"dt-halving, {src}"}
     for mom in ("mean", "variance"):
         y = contributions(x, mom)
@@ -274,12 +267,12 @@ def _stationary_disc(cfg: StationaryCheckConfig, setup, h5, q_map) -> dict:
     return out
 
 
-def run_effective_drift(cfg: EffectiveDriftConfig, setup, h5, q_map) -> None:
+def run_effective_drift(cfg: EffectiveDriftConfig, setup, run: RunData, q_map) -> GroupData:
     """a(q) and D(q) of the quotient SDE under each fiber measure (docs/theory.md section 3.3):
     ``section`` (balanced representative) and ``noise_equilibrium`` (the point of the orbit
     where tr(Cov A) = 0 for every symmetric generator) on a grid of a 1-D invariant, and
     ``empirical`` (coefficients at every recorded state of ``runner``, binned on
-    ``q[component]``). Stored in /theory/effective_drift/<fiber>."""
+    ``q[component]``). One subgroup per fiber (stored in /theory/effective_drift/<fiber>)."""
     from .quotient import empirical_average, section_average
     from .sde import SGDSDE
     from .symmetry import noise_equilibrium, symmetric_generators
@@ -287,9 +280,8 @@ def run_effective_drift(cfg: EffectiveDriftConfig, setup, h5, q_map) -> None:
     model, sc = setup.problem.model, setup.scenario
     data = setup.seed0_data
     sde = SGDSDE(setup.problem, float(sc.training.lr))
-    out = _replace(h5.require_group("theory"), "effective_drift")
+    out: dict[str, GroupData] = {}
     for fiber in cfg.fibers:
-        grp = out.create_group(fiber)
         if fiber in ("section", "noise_equilibrium"):
             if cfg.grid is None:
                 raise ScenarioError(sc.source, [("theory.effective_drift.grid", f"fiber {fiber} needs a grid of q values", None)])
@@ -301,73 +293,106 @@ def run_effective_drift(cfg: EffectiveDriftConfig, setup, h5, q_map) -> None:
                 sigma_fn = lambda th: sde.diffusion_matrix(0.0, th, data)  # noqa: E731
                 rep = lambda q: noise_equilibrium(model, model.section(q), sigma_fn, A).theta  # noqa: E731
             c = section_average(sde, q_map, rep, qg, data)
-            grp.create_dataset("q", data=np.asarray(qg[:, 0]))
-            for name in ("gradient_part", "geometric_part", "drift", "diffusion"):
-                grp.create_dataset(name, data=np.asarray(getattr(c, name)))
+            arrays = {"q": np.asarray(qg[:, 0])}
+            arrays.update({name: np.asarray(getattr(c, name)) for name in ("gradient_part", "geometric_part", "drift", "diffusion")})
+            out[fiber] = GroupData(arrays)
         else:
-            g = _group_for(h5, cfg.runner)
-            if "params" not in g:
+            g = run.runner_named(cfg.runner)
+            if "params" not in g.records:
                 raise ScenarioError(sc.source, [("theory.effective_drift.runner", "fiber empirical needs `params` in record:", cfg.runner)])
-            th = jnp.asarray(g["params"][...], setup.dtype).reshape(-1, model.num_params)
+            th = jnp.asarray(g.records["params"], setup.dtype).reshape(-1, model.num_params)
             th = th[jnp.all(jnp.isfinite(th), axis=1)]
             x = np.asarray(jax.vmap(q_map)(th))[:, cfg.component]
             edges = np.linspace(np.percentile(x, 1), np.percentile(x, 99), cfg.bins + 1)
             b = empirical_average(sde, q_map, th, data, edges, coordinate=lambda q: q[cfg.component])
-            for name in ("centres", "drift", "drift_se", "geometric", "diffusion", "count"):
-                grp.create_dataset(name, data=np.asarray(getattr(b, name)))
-            grp.attrs["runner"] = cfg.runner
+            arrays = {name: np.asarray(getattr(b, name)) for name in ("centres", "drift", "drift_se", "geometric", "diffusion", "count")}
+            out[fiber] = GroupData(arrays, {"runner": cfg.runner})
+    return GroupData(groups=out)
 
 
-def run_balance_check(setup, h5) -> list[Comparison]:
-    """The balance check of every fixed-step runner of the run (:func:`sde_bias.balance.balance_check`),
-    stored in ``/theory/balance_check/<runner>``."""
+def run_balance_check(setup, run: RunData) -> tuple[GroupData, list[Comparison]]:
+    """The balance check of every fixed-step runner of the run (:func:`sde_bias.balance.balance_check`):
+    one subgroup per runner (stored in ``/theory/balance_check/<runner>``) and its rows."""
     from .balance import balance_check
     from .build import FixedStepRunner
-    from .store import RunFile
 
     steppers, orders, skipped = {}, {}, []
-    for path in RunFile(h5).runner_paths():
-        runner = _run_runner(setup, str(h5[path].attrs["preset"]))
+    for path, g in run.runners.items():
+        runner = _run_runner(setup, g.preset)
         if not isinstance(runner, FixedStepRunner):
             skipped.append(path)
             continue
         steppers[path] = runner.stepper
         if hasattr(runner.stepper, "sde"):
-            orders[path] = _weak_order(setup, h5, str(h5[path].attrs["preset"]), runner.stepper)
+            orders[path] = _weak_order(setup, run, g.preset, runner.stepper)
     rows, arrays = balance_check(setup, steppers, weak_orders=orders, halving_seeds=HALVING_SEEDS)
-    out = _replace(h5.require_group("theory"), "balance_check")
-    out.attrs["skipped"] = ", ".join(skipped)
-    out.attrs["method"] = (
-        "C_A(T) against C_A(0) + the expected one-step increments summed along a replay of the runner's own path "
-        "(discrete runners and Euler-Maruyama: the exact discrete identity; other solvers: the continuous law, "
-        "with a dt-halving estimate of its O(dt) error)"
-    )
-    for path, arrs in arrays.items():
-        sub = out.create_group(path.replace("/", "."))
-        for k, v in arrs.items():
-            sub.create_dataset(k, data=np.asarray(v, float))
-    return rows
+    attrs = {
+        "skipped": ", ".join(skipped),
+        "method": "C_A(T) against C_A(0) + the expected one-step increments summed along a replay of the runner's "
+        "own path (discrete runners and Euler-Maruyama: the exact discrete identity; other solvers: the continuous "
+        "law, with a dt-halving estimate of its O(dt) error)",
+    }
+    groups = {path.replace("/", "."): GroupData({k: np.asarray(v, float) for k, v in arrs.items()})
+              for path, arrs in arrays.items()}
+    return GroupData(attrs=attrs, groups=groups), rows
+
+
+@dataclasses.dataclass(frozen=True)
+class TheoryResult:
+    """What the theory stage computed: ``groups[name]`` goes to ``/theory/<name>``, ``rows``
+    to ``/comparisons`` (when there are any)."""
+
+    groups: dict[str, GroupData]
+    rows: list[Comparison]
+
+
+def theory_records(cfg: TheoryConfig) -> set[str]:
+    """The observables the checks of ``cfg`` read from the run's records."""
+    out = set()
+    if cfg.stationary_check is not None:
+        out.add("invariants")
+    if cfg.effective_drift is not None and "empirical" in cfg.effective_drift.fibers:
+        out.add("params")
+    return out
+
+
+def theory_stage(cfg: TheoryConfig, setup, run: RunData) -> TheoryResult:
+    """Run the checks that ``cfg`` asks for on a run (read with :func:`sde_bias.reader.read_h5`,
+    holding at least :func:`theory_records`); nothing is written."""
+    groups: dict[str, GroupData] = {}
+    rows: list[Comparison] = []
+    if cfg.drift_check is None and cfg.stationary_check is None and cfg.effective_drift is None and not cfg.balance_check:
+        return TheoryResult(groups, rows)
+    q_map = invariant_map(setup.problem.model, cfg.invariants)
+    if cfg.effective_drift is not None:
+        groups["effective_drift"] = run_effective_drift(cfg.effective_drift, setup, run, q_map)
+    if cfg.drift_check is not None:
+        groups["drift_check"], r = run_drift_check(cfg.drift_check, setup, run, q_map)
+        rows += r
+    if cfg.stationary_check is not None:
+        groups["stationary_check"], r = run_stationary_check(cfg.stationary_check, setup, run, q_map)
+        rows += r
+    if cfg.balance_check:
+        groups["balance_check"], r = run_balance_check(setup, run)
+        rows += r
+    return TheoryResult(groups, rows)
 
 
 def theory_hook(sc, setup, h5) -> list[Comparison]:
     """Run the scenario's converge study (``convergence: {in_run: true}``) and the checks its
-    ``theory:`` block asks for, and store them."""
+    ``theory:`` block asks for (:func:`theory_stage`, on the run read back from the open
+    file ``h5``), and store them (:meth:`sde_bias.store.RunFile.write_group`)."""
     from .converge_run import convergence_hook
 
     convergence_hook(sc, setup, h5)
     cfg = parse_theory(getattr(sc, "theory", {}) or {}, getattr(sc, "source", "<scenario>"))
     if cfg.drift_check is None and cfg.stationary_check is None and cfg.effective_drift is None and not cfg.balance_check:
         return []
-    q_map = invariant_map(setup.problem.model, cfg.invariants)
-    rows: list[Comparison] = []
-    if cfg.effective_drift is not None:
-        run_effective_drift(cfg.effective_drift, setup, h5, q_map)
-    if cfg.drift_check is not None:
-        rows += run_drift_check(cfg.drift_check, setup, h5, q_map)
-    if cfg.stationary_check is not None:
-        rows += run_stationary_check(cfg.stationary_check, setup, h5, q_map)
-    if cfg.balance_check:
-        rows += run_balance_check(setup, h5)
-    if rows:
-        write_comparisons(h5, rows)
-    return rows
+    run = read_h5(h5, records=theory_records(cfg))
+    result = theory_stage(cfg, setup, run)
+    f = RunFile(h5)
+    for name, grp in result.groups.items():
+        f.write_group(f"theory/{name}", grp)
+    if result.rows:
+        f.write_group("comparisons", comparisons_group(result.rows))
+    return result.rows

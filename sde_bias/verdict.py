@@ -157,37 +157,40 @@ def summary_sentences(groups: Sequence[str], verdicts: Sequence[str], runners: S
     return out
 
 
-def write_comparisons(h5, rows: Sequence[Comparison], name: str = "comparisons"):
-    """Replace ``/comparisons`` of an open HDF5 file with ``rows``."""
-    import h5py
+def comparisons_group(rows: Sequence[Comparison]):
+    """``rows`` as the ``/comparisons`` group (a :class:`~sde_bias.store.GroupData`: one
+    array per column, the text table, the summary sentences and the threshold)."""
+    from .store import GroupData
 
-    if name in h5:
-        del h5[name]
-    g = h5.create_group(name)
-    for k, v in rows_to_arrays(rows).items():
-        if v.dtype == object:
-            g.create_dataset(k, data=v, dtype=h5py.string_dtype("utf-8"))
-        else:
-            g.create_dataset(k, data=v)
-    g.attrs["table"] = format_table(rows)
-    g.attrs["summary"] = "\n".join(summary_sentences([r.group for r in rows], [r.verdict for r in rows], [r.runner for r in rows]))
-    g.attrs["threshold"] = THRESHOLD
-    return g
+    return GroupData(
+        dict(rows_to_arrays(rows)),
+        {
+            "table": format_table(rows),
+            "summary": "\n".join(summary_sentences([r.group for r in rows], [r.verdict for r in rows], [r.runner for r in rows])),
+            "threshold": THRESHOLD,
+        },
+    )
+
+
+def write_comparisons(h5, rows: Sequence[Comparison], name: str = "comparisons"):
+    """Replace ``/<name>`` of an open HDF5 file with ``rows`` (:func:`comparisons_group`)."""
+    from .store import write_group
+
+    return write_group(h5, name, comparisons_group(rows))
 
 
 def read_summary(path) -> list[str]:
     """The summary sentences of a run file's ``/comparisons`` (empty when it has none)."""
-    import h5py
+    from .reader import read_run
 
-    with h5py.File(path, "r") as f:
-        g = f.get("comparisons")
-        if g is None or "verdict" not in g:
-            return []
-        dec = lambda a: [x.decode() if isinstance(x, bytes) else str(x) for x in a[...]]  # noqa: E731
-        return summary_sentences(dec(g["group"]), dec(g["verdict"]), dec(g["runner"]))
+    g = read_run(path, records=False, check=False).comparisons
+    if g is None or "verdict" not in g:
+        return []
+    dec = lambda a: [x.decode() if isinstance(x, bytes) else str(x) for x in a]  # noqa: E731
+    return summary_sentences(dec(g["group"]), dec(g["verdict"]), dec(g["runner"]))
 
 
 __all__ = [
     "AGREES", "AGREES_DT", "DISAGREES", "INSUFFICIENT", "THRESHOLD", "verdict", "Comparison", "rows_to_arrays", "format_table",
-    "summary_sentences", "write_comparisons", "read_summary",
+    "summary_sentences", "comparisons_group", "write_comparisons", "read_summary",
 ]

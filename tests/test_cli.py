@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sde_bias import cli
-from sde_bias.store import load_run
+from sde_bias.reader import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "data" / "tiny.yaml"

@@ -59,7 +59,7 @@ def test_runner_options_resolve():
 def test_every_preset_runs_on_a_tiny_scenario(tmp_path):
     """All presets on the same seeds: identical initial records, finite numbers, and the
     balance law's sign: gradient descent keeps u^2 - v^2, label noise shrinks it."""
-    from sde_bias.store import load_run
+    from sde_bias.reader import load_run
 
     sc = load_scenario(
         TINY,

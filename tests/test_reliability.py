@@ -276,25 +276,26 @@ def test_case11_too_few_seeds_for_the_chi_square_test_are_refused_up_front():
 def test_case11_insufficient_data_is_a_row_not_a_crash(tmp_path):
     """Samples that fall in too few bins (known only after the run) give an
     'insufficient data' row in the comparison table."""
-    import h5py
     import numpy as np
 
     from sde_bias.build import build_setup
+    from sde_bias.reader import RunData, RunnerRecords
     from sde_bias.theory_run import parse_theory, run_stationary_check
 
     sc = load_scenario(SCEN / "theory_hyperbola.yaml", "quick", ["seeds.count=12"])
     setup = build_setup(sc)
     cfg = parse_theory(sc.theory).stationary_check
-    with h5py.File(tmp_path / "f.h5", "w") as h5:
-        g = h5.create_group("sde/euler_maruyama")
-        final = np.full((12, 2, 1), np.nan)
-        final[:3, -1, 0] = [1.0, 1.1, 0.9]  # three finite samples: one merged bin
-        g["invariants"] = final
-        rows = run_stationary_check(cfg, setup, h5, setup.problem.model.invariants)
-        short = [r for r in rows if r.insufficient]
-        assert len(short) == 1 and "(3 samples)" in short[0].quantity and short[0].verdict == "insufficient data"
-        assert "insufficient data" in h5["theory/stationary_check"].attrs["chi2_note"]
-        assert np.isnan(h5["theory/stationary_check"].attrs["chi2_pvalue_fokker_planck"])
+    final = np.full((12, 2, 1), np.nan)
+    final[:3, -1, 0] = [1.0, 1.1, 0.9]  # three finite samples: one merged bin
+    runner = RunnerRecords("sde/euler_maruyama", {"preset": "euler_maruyama"}, np.arange(12), np.zeros(2),
+                           np.arange(2), np.full(12, -1), np.zeros((12, 2)), {"invariants": final},
+                           {"invariants": final.shape})
+    run = RunData(tmp_path / "f.h5", {}, {}, {"sde/euler_maruyama": runner})
+    group, rows = run_stationary_check(cfg, setup, run, setup.problem.model.invariants)
+    short = [r for r in rows if r.insufficient]
+    assert len(short) == 1 and "(3 samples)" in short[0].quantity and short[0].verdict == "insufficient data"
+    assert "insufficient data" in group.attrs["chi2_note"]
+    assert np.isnan(group.attrs["chi2_pvalue_fokker_planck"])
 
 
 def test_shipped_scenarios_still_validate():

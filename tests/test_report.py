@@ -4,6 +4,7 @@ decay-rate fit, the support count, and the markdown and figures it writes. Fast:
 integration, the run files are written directly with sde_bias.store."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from sde_bias.scenario import UserError
 from sde_bias.store import RunFile, finalize, tmp_path_for
 
 SEEDS = 6
+SCEN = Path(__file__).resolve().parent.parent / "scenarios"
 
 
 def write_run(path, scenario: dict, groups: dict, steps, lr: float, variant: str = "", extra_data=None):
@@ -35,6 +37,7 @@ def write_run(path, scenario: dict, groups: dict, steps, lr: float, variant: str
         "runner_groups": '["' + '", "'.join(groups) + '"]',
     }
     tmp = tmp_path_for(path)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     f = RunFile.create(tmp, attrs)
     if extra_data:
         f.write_data(extra_data)
@@ -53,7 +56,8 @@ def write_run(path, scenario: dict, groups: dict, steps, lr: float, variant: str
 
 
 def relu_scenario():
-    return {"name": "shallow_relu", "model": {"type": "relu", "in_dim": 3, "hidden": 4, "out_dim": 1},
+    return {"name": "shallow_relu", "report": {"section": "relu"},
+            "model": {"type": "relu", "in_dim": 3, "hidden": 4, "out_dim": 1},
             "data": {"type": "teacher_student", "noise_std": 0.1}, "noise": {"scheme": "online", "batch_size": 8}}
 
 
@@ -116,7 +120,7 @@ def test_hyperbola_rate_fit(tmp_path):
     C0 = np.linspace(3.0, 4.0, SEEDS)[:, None]
     C = C0 * np.exp(-lr * delta**2 * t)[None, :]
     params = np.stack([np.sqrt(C + 1), np.ones_like(C)], axis=-1)
-    sc = {"name": "hyperbola", "model": {"type": "scalar_product"}, "data": {"type": "fixed"},
+    sc = {"name": "hyperbola", "report": {"section": "hyperbola"}, "model": {"type": "scalar_product"}, "data": {"type": "fixed"},
           "noise": {"scheme": "full_batch", "label_noise": delta}}
     path = write_run(tmp_path / "hyperbola.h5", sc, {
         "sgd": {"balance/imbalance": C, "params": params},
@@ -134,7 +138,7 @@ def test_spectral_support_and_gd_sibling(tmp_path):
     target[[2, 5]] = [1.5, -1.2]
     sparse = np.broadcast_to(target, (SEEDS, 3, 8)).copy()
     dense = sparse + 0.3
-    sc = {"name": "spectral_sparse", "model": {"type": "hadamard", "dim": 8, "features": "cosine"},
+    sc = {"name": "spectral_sparse", "report": {"section": "spectral"}, "model": {"type": "hadamard", "dim": 8, "features": "cosine"},
           "init": {"std": 0.01}, "data": {"type": "sparse_cosine"}, "seeds": {"count": SEEDS},
           "noise": {"scheme": "with_replacement", "batch_size": 8}}
     ones = np.ones((SEEDS, 3))
@@ -176,3 +180,45 @@ def test_notes_are_inserted_after_the_summary(relu_file, tmp_path):
     assert text.index("## Summary") < text.index("hand-written text") < text.index("## Wall times")
     with pytest.raises(UserError):
         R.main_report([str(relu_file)], str(tmp_path / "out"), notes=str(tmp_path / "missing.md"))
+
+
+def test_the_report_block_names_the_section(relu_file, tmp_path):
+    """The section comes from the scenario's ``report:`` block, not from its model or data:
+    the same ReLU records under ``section: generic`` give the generic table, and a file
+    without the block (written before it existed) falls back to generic."""
+    steps = np.array([0, 20000, 40000])
+    recs = {"balance/unit_ratio": np.ones((SEEDS, 3, 4)), "loss": np.ones((SEEDS, 3))}
+    sc = dict(relu_scenario(), report={"section": "generic"})
+    generic = write_run(tmp_path / "g" / "shallow_relu.h5", sc, {"sgd": recs}, steps, 5e-5)
+    _, (sec,) = R.build_report([str(generic)], str(tmp_path / "rep_g"))
+    assert sec.kind == "generic" and "unit_ratio" not in sec.numbers
+    old = dict(relu_scenario())
+    del old["report"]
+    legacy = write_run(tmp_path / "o" / "shallow_relu.h5", old, {"sgd": recs}, steps, 5e-5)
+    _, (sec,) = R.build_report([str(legacy)], str(tmp_path / "rep_o"))
+    assert sec.kind == "generic"
+    # a model the paper's ReLU section never saw, named into it by the block
+    other = dict(relu_scenario(), name="my_net", model={"type": "linear", "dim": 3})
+    named = write_run(tmp_path / "n" / "my_net.h5", other, {"sgd": recs, "gd": recs}, steps, 5e-5)
+    _, (sec,) = R.build_report([str(named)], str(tmp_path / "rep_n"))
+    assert sec.kind == "relu" and sec.numbers["paper_step"] == 40000
+
+
+def test_report_sections_match_the_schema():
+    from sde_bias.report_config import SECTIONS
+
+    assert tuple(R.SECTIONS) == SECTIONS
+
+
+def test_unknown_report_section_is_a_one_line_error(tmp_path):
+    from sde_bias.scenario import ScenarioError, load_scenario
+
+    text = (SCEN / "hyperbola.yaml").read_text().replace("report: {section: hyperbola}", "report: {section: spectrum}")
+    assert "spectrum" in text
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(path)
+    msg = str(e.value)
+    assert msg.count("\n") == 0 and "report.section" in msg and "'spectrum'" in msg and str(path) in msg
+    assert load_scenario(SCEN / "hyperbola.yaml").report.section == "hyperbola"

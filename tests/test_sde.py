@@ -359,7 +359,7 @@ def test_adaptive_runner_chunks_and_resume(tmp_path, monkeypatch):
     from sde_bias import run as R
     from sde_bias.run import run_scenario
     from sde_bias.scenario import load_scenario
-    from sde_bias.store import load_run
+    from sde_bias.reader import load_run
 
     def scenario(chunk):
         return load_scenario(TINY, overrides=["runners=[adaptive]", f"training.chunk_records={chunk}"])

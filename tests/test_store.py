@@ -12,7 +12,7 @@ import pytest
 
 from sde_bias.run import run_scenario
 from sde_bias.scenario import UserError, load_scenario, parse_yaml, scenario_from_dict, scenario_hash
-from sde_bias.store import load_run
+from sde_bias.reader import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "data" / "tiny.yaml"

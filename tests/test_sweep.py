@@ -244,8 +244,12 @@ def test_second_writer_of_a_path_is_refused(reference, tmp_path):
         for line in first.stderr:  # the lock is held from before the first group starts
             if line.startswith("group 1/"):
                 break
+        first.send_signal(signal.SIGSTOP)  # the first writer holds the path, paused mid-sweep
         t0 = time.time()
-        second = subprocess.run(_cmd(out), capture_output=True, text=True, env=_env(), timeout=120)
+        try:
+            second = subprocess.run(_cmd(out), capture_output=True, text=True, env=_env(), timeout=120)
+        finally:
+            first.send_signal(signal.SIGCONT)
         assert second.returncode == 2
         assert "being written by another" in second.stderr and len(second.stderr.strip().splitlines()) == 1
         assert time.time() - t0 < 60

@@ -1,0 +1,27 @@
+"""The scenario's ``report:`` block: which section of ``sde-bias report`` shows the run (a leaf
+module: pydantic only).
+
+::
+
+    report:
+      section: completion   # hyperbola, relu, attention, completion, spectral, tv or generic
+
+The sections are the paper's experiments (``sde_bias.report``: one module per section kind);
+``generic`` (the default) is a table of final values per runner.
+"""
+
+from typing import Literal, get_args
+
+from .config_base import ConfigBlock
+
+SectionName = Literal["hyperbola", "relu", "attention", "completion", "spectral", "tv", "generic"]
+SECTIONS: tuple[str, ...] = get_args(SectionName)
+
+
+class ReportConfig(ConfigBlock):
+    """``report:``: the report section of the scenario's runs."""
+
+    section: SectionName = "generic"
+
+
+__all__ = ["ReportConfig", "SECTIONS", "SectionName"]
