@@ -240,6 +240,7 @@ def _scenario(args, design, X, y, truth, alpha, source):
         "runners": ["gd", "sgd", "euler_maruyama"] if delta > 0 else ["gd"],
         "record": ["loss", "invariants"],
         "design": block,
+        "report": {"section": "design"},
         "variants": {"quick": {"training": {"steps": max(every, min(steps, 2000) // every * every)}, "seeds": {"count": 4 if delta > 0 else 1}}},
     }
     return sc, n

@@ -233,8 +233,6 @@ def design_stage(sc, setup, h5) -> Result:
     docstring), as ``{path: (array or None, attrs)}`` relative to ``/design``."""
     import jax
 
-    from .store import read_records
-
     cfg = sc.design
     res: Result = {}
     problem = setup.problem
@@ -292,7 +290,7 @@ def design_stage(sc, setup, h5) -> Result:
     rows = []
     for path in _runner_paths(h5):
         g = h5[path]
-        recs = read_records(g)
+        recs = _observables(g)
         if "invariants" not in recs:
             notes.append(f"{path}: no 'invariants' record (add it to record:)")
             continue
@@ -326,6 +324,13 @@ def design_stage(sc, setup, h5) -> Result:
                       "warnings": json.dumps(warn), "notes": json.dumps(notes),
                       "table": json.dumps(rows), "summary": summary})
     return res
+
+
+def _observables(g) -> dict[str, Any]:
+    """A runner group's recorded observables by name (datasets, read when indexed)."""
+    from .reader import decode
+
+    return {decode(ds.attrs["observable"]): ds for ds in g.values() if hasattr(ds, "shape") and "observable" in ds.attrs}
 
 
 def _runner_paths(h5) -> list[str]:

@@ -4,17 +4,18 @@ module: pydantic only).
 ::
 
     report:
-      section: completion   # hyperbola, relu, attention, completion, spectral, tv or generic
+      section: completion   # hyperbola, relu, attention, completion, spectral, tv, design or generic
 
 The sections are the paper's experiments (``sde_bias.report``: one module per section kind);
-``generic`` (the default) is a table of final values per runner.
+``design`` is the inverse-design verification of a ``design:`` block; ``generic`` (the default) is
+a table of final values per runner.
 """
 
 from typing import Literal, get_args
 
 from .config_base import ConfigBlock
 
-SectionName = Literal["hyperbola", "relu", "attention", "completion", "spectral", "tv", "generic"]
+SectionName = Literal["hyperbola", "relu", "attention", "completion", "spectral", "tv", "design", "generic"]
 SECTIONS: tuple[str, ...] = get_args(SectionName)
 
 

@@ -133,6 +133,25 @@ def test_report_section_draws_the_figures(tmp_path):
     assert all((tmp_path / "figs" / p.split("/")[-1]).stat().st_size > 1000 for p in figs)
 
 
+def test_report_design_section(tmp_path):
+    """A run whose scenario names ``report: {section: design}`` gets the design section in
+    ``sde-bias report``: the stage's summary (with the quotient potential), both figures on disk."""
+    from sde_bias.report import build_report
+
+    raw = {**_base(target="weighted_l1", mechanism="gd"), "training": {"lr": 0.05, "steps": 40, "record_every": 20},
+           "report": {"section": "design"}}
+    out = tmp_path / "r.h5"
+    run_scenario(scenario_from_dict(raw, "t.yaml"), out, quiet=True)
+    md_path, sections = build_report([str(out)], str(tmp_path / "rep"))
+    assert [s.kind for s in sections] == ["design"]
+    text = md_path.read_text()
+    assert "Inverse design: predicted against simulated interpolators" in text
+    assert "prediction quotient" in text and "V = 1/2 log det G" in text
+    figs = sections[0].figures
+    assert len(figs) == 2 and all(p.stat().st_size > 1000 for p in figs)
+    assert all(f"figures/{p.name}" in text for p in figs)
+
+
 # ----------------------------------------------------------------------------- sde-bias design
 def _cli(*argv):
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}

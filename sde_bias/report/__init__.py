@@ -15,6 +15,9 @@ section         experiment of arXiv:2601.06597              module
 ``spectral``    4: sparse spectral recovery (inverse design) ``inverse_design``
 ``tv``          5: piecewise-constant signal (inverse        ``inverse_design``
                 design)
+``design``      a ``design:`` block's verification: each    ``design``
+                mechanism's predicted interpolator against
+                the simulated end points (docs/inverse_design.md)
 ``generic``     any other scenario: final values             ``generic``
 ==============  ==========================================  ====================
 

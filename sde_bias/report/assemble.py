@@ -12,6 +12,7 @@ from ..reader import RunData, read_run
 from ._shared import CLAIMS, ORDER, PAPER_NUMBER, TITLES, Section, md_table, paper_run
 from .attention import section_attention
 from .completion import section_completion
+from .design import section_design
 from .generic import section_generic
 from .hyperbola import section_hyperbola
 from .inverse_design import section_inverse_design
@@ -24,6 +25,7 @@ SECTIONS: dict[str, Callable[[Section, Path], None]] = {
     "completion": section_completion,
     "spectral": section_inverse_design,
     "tv": section_inverse_design,
+    "design": section_design,
     "generic": section_generic,
 }
 """Section kind (``report: {section: ...}``) -> the function that writes it."""
