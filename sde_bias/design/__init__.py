@@ -9,7 +9,8 @@ docs/theory.md section 6. A bias has several sources; this package computes each
   Li, Wang, Lee, Arora NeurIPS 2022);
 - label-noise SGD at long times (section 6.2): the implicit regulariser ``R = tr grad^2 L``
   (:func:`label_noise_regulariser`), its slow time and flow (:func:`slow_time`,
-  :func:`slow_flow_field`), its fibre minimum numerically (:func:`fibre_minimum`) and in closed form
+  :func:`slow_flow_field`; :func:`vanishing_rates`: how fast what the prediction zeroes decays),
+  its fibre minimum numerically (:func:`fibre_minimum`) and in closed form
   (:func:`hadamard_fibre_penalty`, :func:`depth_fibre_penalty`, :func:`group_fibre_penalty`,
   :func:`factorization_fibre_penalty`) (Blanc et al. 2020; Damian et al. 2021; Li, Wang, Arora 2022);
 - predicted interpolators with optimality residuals: :func:`solve_convex` (cvxpy),
@@ -60,6 +61,7 @@ from ._fibre_forms import (
     kept_signs as kept_signs,
     observation_matrix as observation_matrix,
 )
+from ._vanishing import vanishing_rates as vanishing_rates
 from ._slow_flow import one_point_slow_flow as one_point_slow_flow, slow_flow_field as slow_flow_field
 from ._convex import (
     predicted_interpolator as predicted_interpolator,
