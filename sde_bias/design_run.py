@@ -176,6 +176,22 @@ def _quotient_values(model, preds) -> dict[str, Any]:
     return out
 
 
+def _vanishing_note(facts, pred, layers) -> list[str]:
+    """Seed 0's zeroed coordinates (groups) and their slow-time decay rates (depth 2 and groups)."""
+    import sde_bias.design as D
+
+    if pred is None or facts.get("matrix") is not None or facts["depth"] != 2:
+        return []
+    X = facts["M"] if facts["groups"] is not None else facts["M"] @ _synthesis_of(facts)
+    signs = None if layers is None else np.asarray(D.kept_signs(layers[0], layers[1]))
+    rates = D.vanishing_rates(X, pred, facts["groups"], signs=signs)
+    if not rates:
+        return []
+    what = "groups" if facts["groups"] is not None else "coordinates"
+    return [f"label_noise zeroes {len(rates)} {what}; slow-flow decay rates r (|z| ~ exp(-2 r tau)): "
+            + ", ".join(f"{k}: {r:.3g}" for k, r in rates.items())]
+
+
 def _fixed_predictions(facts, cfg, y, truth) -> dict[str, Any]:
     """Predictions that do not depend on the seed: the target and the alternatives."""
     import sde_bias.design as D
@@ -279,6 +295,8 @@ def design_stage(sc, setup, h5) -> Result:
     if facts["groups"] is not None and "label_noise" in preds:
         gn = [float(np.linalg.norm(preds["label_noise"][0][g])) for g in facts["groups"]]
         notes.append("label_noise prediction: group norms " + ", ".join(f"{a:.3g}" for a in gn))
+    notes += _vanishing_note(facts, per_seed[0].get("label_noise", (None,))[0],
+                             facts["layers"](np.asarray(setup.theta0[0], float)) if facts["layers"] else None)
     if "gd" in preds and "label_noise" in preds:
         gap = float(np.mean(np.linalg.norm(preds["gd"] - preds["label_noise"], axis=1)
                             / np.linalg.norm(preds["label_noise"], axis=1)))

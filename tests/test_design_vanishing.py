@@ -83,3 +83,27 @@ def test_zeroed_groups_vanish_at_the_predicted_rate(problem):
     slope = (np.log(norms[:, 8, slow]) - np.log(norms[:, 4, slow])) / 32.0
     m, se = slope.mean(), slope.std(ddof=1) / np.sqrt(seeds)
     assert abs(m + 2 * rates[slow]) < 3 * se, (m, se, -2 * rates[slow])
+
+
+def test_kept_sign_rates_are_the_balanced_modes_of_the_hadamard_flow():
+    """Hadamard with random kept signs s (balanced start): each zeroed coordinate's rate (2 a_j - s_j h_j) / 4
+    is positive (strict one-sided KKT) and is the decay rate of the slow flow's Jacobian along the
+    balanced mode (u_j, v_j) = (1, s_j) at the equilibrium |u| = |v| = sqrt|beta|."""
+    r = np.random.default_rng(2)
+    n, d = 6, 14
+    X = r.normal(size=(n, d))
+    s = np.where(r.random(d) < 0.5, -1.0, 1.0)
+    y = X @ (s * np.abs(r.normal(size=d)))
+    pred = D.solve_convex(D.hadamard_fibre_penalty(X, signs=s), X, y)
+    rates = D.vanishing_rates(X, pred, signs=s)
+    assert len(rates) >= d - n and all(v > 0 for v in rates.values())
+    model = sb.Hadamard(d)
+    b = np.asarray(pred.beta)
+    b = np.where(np.abs(b) > 1e-8 * np.abs(b).max(), b, 0.0)  # the solver's zeros are ~1e-10
+    theta = model.flatten({"p": jnp.sqrt(jnp.abs(b)), "q": jnp.asarray(s) * jnp.sqrt(jnp.abs(b))})
+    assert float(jnp.linalg.norm(D.slow_flow_field(model, theta, jnp.asarray(X)))) < 1e-8
+    jac = np.asarray(jax.jacfwd(lambda t: D.slow_flow_field(model, t, jnp.asarray(X)))(theta))
+    for j, rate in rates.items():
+        mode = np.zeros(2 * d)
+        mode[j], mode[d + j] = 1.0, s[j]
+        np.testing.assert_allclose(jac @ mode, -rate * mode, atol=1e-8)
