@@ -249,6 +249,8 @@ def design_stage(sc, setup, h5) -> Result:
     docstring), as ``{path: (array or None, attrs)}`` relative to ``/design``."""
     import jax
 
+    from .reader import read_h5
+
     cfg = sc.design
     res: Result = {}
     problem = setup.problem
@@ -306,15 +308,13 @@ def design_stage(sc, setup, h5) -> Result:
         warn.append("the design relies on gradient flow, but no gradient-flow prediction is known for this model/init")
     # distances along time
     rows = []
-    for path in _runner_paths(h5):
-        g = h5[path]
-        recs = _observables(g)
-        if "invariants" not in recs:
+    for path, g in read_h5(h5, records=["invariants"]).runners.items():
+        if "invariants" not in g.records:
             notes.append(f"{path}: no 'invariants' record (add it to record:)")
             continue
-        beta = np.asarray(recs["invariants"], float)  # [S, T, d]
-        ok = np.asarray(g["diverged_at"][...]) < 0
-        steps = np.asarray(g["step"][...])
+        beta = np.asarray(g.records["invariants"], float)  # [S, T, d]
+        ok = np.asarray(g.diverged_at) < 0
+        steps = np.asarray(g.step)
         tau = _slow_time(sc, setup, steps)
         base = f"runners/{path.replace('/', '.')}"
         res[f"{base}/step"] = (steps, {})
@@ -342,19 +342,6 @@ def design_stage(sc, setup, h5) -> Result:
                       "warnings": json.dumps(warn), "notes": json.dumps(notes),
                       "table": json.dumps(rows), "summary": summary})
     return res
-
-
-def _observables(g) -> dict[str, Any]:
-    """A runner group's recorded observables by name (datasets, read when indexed)."""
-    from .reader import decode
-
-    return {decode(ds.attrs["observable"]): ds for ds in g.values() if hasattr(ds, "shape") and "observable" in ds.attrs}
-
-
-def _runner_paths(h5) -> list[str]:
-    out = []
-    h5.visititems(lambda n, o: out.append(n) if hasattr(o, "attrs") and "preset" in o.attrs else None)
-    return out
 
 
 def _mean_se(x):

@@ -266,7 +266,7 @@ def _read_runner(g, path: str, records, last_only: bool) -> RunnerRecords:
 
 
 def _parse_scenario(text, where: str) -> dict:
-    from .scenario import parse_yaml
+    from .errors import parse_yaml
 
     try:
         out = parse_yaml(text or "{}", where) or {}
