@@ -1,7 +1,7 @@
 """The paper's six experiments as scenario files (scenarios/*.yaml, docs/paper_experiments.md):
 every file and variant validates, the base settings are the paper's, every `quick` variant
-runs end to end (SGD, SDE and GD on a few seeds), `sde-bias report` turns those outputs
-into the markdown summary and the figures, and the GPU cross-check script runs on the CPU
+runs end to end and `sde-bias report` turns those outputs into the markdown summary and the
+figures (tests/test_sharded_cli.py, on the CLI's own sharded runs of every scenario), and the GPU cross-check script runs on the CPU
 against a reference with enough seeds for its z-tests to reject a wrong answer."""
 
 import importlib.util
@@ -9,11 +9,9 @@ import json
 import shutil
 
 import h5py
-import numpy as np
 import pytest
 from helpers import ROOT
 
-from sde_bias.report import build_report
 from sde_bias.run import run_scenario
 from sde_bias.scenario import load_scenario, validate_file
 
@@ -63,55 +61,6 @@ def test_base_scenarios_are_the_papers_settings():
         for v in variants - {"quick"}:
             sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml", v)
             assert sc.noise.scheme == "with_replacement" or sc.noise.label_noise > 0, (name, v)
-
-
-@pytest.fixture(scope="module")
-def quick_runs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("quick")
-    paths = {}
-    for name in PAPER:
-        sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml", "quick")
-        res = run_scenario(sc, out / f"{name}-quick.h5", quiet=True)
-        assert not res.any_diverged, name
-        paths[name] = res.path
-    return paths
-
-
-@pytest.mark.parametrize("name", PAPER)
-def test_quick_variant_runs_end_to_end(quick_runs, name):
-    with h5py.File(quick_runs[name], "r") as f:
-        assert f.attrs["complete"] == 1 and f.attrs["variant"] == "quick"
-        groups = set(json.loads(f.attrs["runner_groups"]))
-        assert {"sgd", "gd"} <= groups and any(g.startswith("sde/") for g in groups)
-        for g in groups:
-            assert f[g].attrs["complete"] == 1
-            assert np.all(f[g]["diverged_at"][...] == -1)
-            assert np.all(np.isfinite(f[g]["loss"][...]))
-        # same initial points for every runner
-        first = {g: f[g]["loss"][:, 0] for g in groups}
-        ref = next(iter(first.values()))
-        for v in first.values():
-            np.testing.assert_array_equal(v, ref)
-
-
-def test_report_on_quick_outputs(quick_runs, tmp_path):
-    md, sections = build_report([str(p) for p in quick_runs.values()], str(tmp_path / "report"))
-    text = md.read_text()
-    assert {s.kind for s in sections} == {"hyperbola", "relu", "attention", "completion", "spectral", "tv"}
-    for title in ("## 1. Shallow ReLU", "## 2. Single-head attention", "## 3. Low-rank matrix completion",
-                  "## 4. Sparse spectral recovery", "## 5. Piecewise-constant signal", "## 6. Hyperbolas",
-                  "## Summary", "## Wall times"):
-        assert title in text
-    figures = [p for s in sections for p in s.figures]
-    assert len(figures) >= 6
-    for p in figures:
-        assert p.exists() and 1_000 < p.stat().st_size < 300_000
-        assert f"]({p.relative_to(tmp_path / 'report').as_posix()})" in text
-    nums = {s.kind: s.numbers for s in sections}
-    assert set(nums["relu"]["unit_ratio"]) == {"sgd", "sde", "gd"} and len(nums["relu"]["unit_ratio"]["sgd"]) == 16
-    assert "s1 (target 15)" in nums["completion"]["quick"]
-    assert np.isfinite(nums["hyperbola"]["rate_sgd"]["mean"])
-    assert "Frobenius ratio |W_Q|_F / |W_K|_F (start" in " ".join(nums["attention"]["quick"])
 
 
 def _load_crosscheck():

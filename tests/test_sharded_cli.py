@@ -13,12 +13,14 @@ and the full matrix completion at 8 seeds (a batched LAPACK singular-value kerne
 records, waiting on the thread pool that both device partitions occupied; and a
 cross-device all-reduce in the loop's branch)."""
 
+import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,3 +104,50 @@ def test_bad_device_count_is_a_user_error(value, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "SDE_BIAS_DEVICES" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.h5").exists()
+
+
+# ---------------------------------------------------------------- the paper's scenarios, end to end
+PAPER = ["hyperbola", "shallow_relu", "attention", "matrix_completion", "spectral_sparse", "tv_signal"]
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_quick_variant_runs_end_to_end(results, name):
+    res, path = results[f"{name}[--variant quick --seeds 8]"]
+    assert res["rc"] == 0, res["stderr"]
+    with h5py.File(path, "r") as f:
+        assert f.attrs["complete"] == 1 and f.attrs["variant"] == "quick"
+        groups = set(json.loads(f.attrs["runner_groups"]))
+        assert {"sgd", "gd"} <= groups and any(g.startswith("sde/") for g in groups)
+        for g in groups:
+            assert f[g].attrs["complete"] == 1
+            assert np.all(f[g]["diverged_at"][...] == -1)
+            assert np.all(np.isfinite(f[g]["loss"][...]))
+        # same initial points for every runner
+        first = {g: f[g]["loss"][:, 0] for g in groups}
+        ref = next(iter(first.values()))
+        for v in first.values():
+            np.testing.assert_array_equal(v, ref)
+
+
+def test_report_on_paper_quick_outputs(results, tmp_path):
+    """`sde-bias report` on the six paper scenarios' quick runs (8 seeds, sharded)."""
+    from sde_bias.report import build_report
+
+    paths = [str(results[f"{name}[--variant quick --seeds 8]"][1]) for name in PAPER]
+    md, sections = build_report(paths, str(tmp_path / "report"))
+    text = md.read_text()
+    assert {s.kind for s in sections} == {"hyperbola", "relu", "attention", "completion", "spectral", "tv"}
+    for title in ("## 1. Shallow ReLU", "## 2. Single-head attention", "## 3. Low-rank matrix completion",
+                  "## 4. Sparse spectral recovery", "## 5. Piecewise-constant signal", "## 6. Hyperbolas",
+                  "## Summary", "## Wall times"):
+        assert title in text
+    figures = [p for s in sections for p in s.figures]
+    assert len(figures) >= 6
+    for p in figures:
+        assert p.exists() and 1_000 < p.stat().st_size < 300_000
+        assert f"]({p.relative_to(tmp_path / 'report').as_posix()})" in text
+    nums = {s.kind: s.numbers for s in sections}
+    assert set(nums["relu"]["unit_ratio"]) == {"sgd", "sde", "gd"} and len(nums["relu"]["unit_ratio"]["sgd"]) == 16
+    assert "s1 (target 15)" in nums["completion"]["quick"]
+    assert np.isfinite(nums["hyperbola"]["rate_sgd"]["mean"])
+    assert "Frobenius ratio |W_Q|_F / |W_K|_F (start" in " ".join(nums["attention"]["quick"])
