@@ -33,7 +33,7 @@ def _env():
 
 def _timed(cmd) -> float:
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=_env())
+    r = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=ROOT)  # -m imports from the cwd first
     wall = time.perf_counter() - t0
     if r.returncode not in (0, 3):
         sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-3000:]}")

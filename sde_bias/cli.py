@@ -429,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Group run files by scenario, draw each experiment's figure (seed mean with a "
         "10-90 % band, theory dashed) and write DIR/experiments.md and DIR/figures/*.png.",
     )
-    rp.add_argument("files", nargs="+", metavar="FILE", help="run files (.h5), e.g. data/runs/*.h5")
+    rp.add_argument("files", nargs="+", metavar="FILE",
+                    help="run files (.h5), e.g. data/runs/*.h5, and sweep files (one row per point), e.g. data/sweeps/*.h5")
     rp.add_argument("--out", metavar="DIR", default="data/report", help="output folder (default data/report)")
     rp.add_argument("--notes", metavar="FILE", help="markdown inserted after the summary (e.g. docs/experiments_notes.md)")
     rp.set_defaults(func=cmd_report)

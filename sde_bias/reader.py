@@ -229,8 +229,9 @@ class RunData:
         """The ``sde-bias run`` command line that made this file."""
         src = self.attrs.get("source") or f"scenarios/{self.name}.yaml"
         cmd = f"sde-bias run {src}"
-        if self.variant:
-            cmd += f" --variant {self.variant}"
+        variant = self.attrs.get("sweep_base_variant", "") if "sweep_file" in self.attrs else self.variant
+        if variant:
+            cmd += f" --variant {variant}"
         return cmd + "".join(f" --set {o}" for o in self.overrides)
 
 
@@ -313,7 +314,130 @@ def read_run(path, *, records: bool | Collection[str] = True, last_only: bool = 
         return read_h5(f.h5, path, records=records, last_only=last_only)
 
 
-__all__ = ["ROLES", "GroupData", "RunData", "RunnerRecords", "decode", "read_attrs", "read_group", "read_h5", "read_run", "load_run"]
+# ---------------------------------------------------------------------------
+# sweep files, point by point
+# ---------------------------------------------------------------------------
+
+POINT_NAMES = {"init.std": "init"}
+"""Short names of swept keys in a point's variant label (:func:`point_variant`)."""
+
+
+def point_variant(overrides: list[str]) -> str:
+    """The variant label of a sweep point from its ``key=value`` overrides:
+    ``init.std=0.001`` -> ``init_0.001`` (the name the hand-made variants had), other keys
+    by their path (``training.lr=0.02`` -> ``training.lr_0.02``), joined by ``_``."""
+    parts = []
+    for o in overrides:
+        k, _, v = o.partition("=")
+        parts.append(f"{POINT_NAMES.get(k, k)}_{v}")
+    return "_".join(parts)
+
+
+def _set_path(d: dict, key: str, value) -> None:
+    *head, last = key.split(".")
+    for h in head:
+        d = d.setdefault(h, {})
+    d[last] = value
+
+
+def read_sweep_points(path) -> list[RunData]:
+    """Every complete point of a sweep file (``sde-bias sweep``, :mod:`sde_bias.sweep_store`)
+    as a :class:`RunData`, as if the point had been run alone with ``--set`` of its keys:
+    records ``[seed, time, ...]`` of the point, its scenario (the stored one with the
+    point's keys set), ``variant`` the point's label (:func:`point_variant`), ``overrides``
+    the sweep's ``--set`` plus the point's keys, ``wall_time_s`` the sweep's wall time
+    divided by its number of points (runners' own times are not recorded per point: NaN),
+    ``last_params`` the last recorded ``params`` if recorded (else empty), ``data`` the
+    sweep's ``/data`` (written when the generated data is the same in every point).
+    Runner groups come in the order of the scenario's ``runners``."""
+    import h5py
+    import yaml
+
+    from .errors import UserError
+
+    path = Path(path)
+    out = []
+    with h5py.File(path, "r") as h5:
+        if h5.attrs.get("kind") != "sweep":
+            raise UserError(f"{path}: not a sweep file (no kind = sweep attribute)")
+        attrs = read_attrs(h5)
+        dims = json.loads(attrs["sweep"])["dims"]
+        shape = tuple(len(d["values"][d["name"]]) for d in dims)
+        point_overrides = json.loads(attrs.get("point_overrides", "[]"))
+        base_overrides = json.loads(attrs.get("overrides") or "[]")
+        done = np.asarray(h5["point_done"][...])
+        base_sc = _parse_scenario(attrs.get("scenario_yaml"), f"{path}:scenario_yaml")
+        order = [str(r) for r in base_sc.get("runners") or []]
+        groups = _sweep_runner_paths(h5)
+        preset = {g: str(decode(h5[g].attrs["preset"])) for g in groups}
+        groups.sort(key=lambda g: order.index(preset[g]) if preset[g] in order else len(order))
+        data = {}
+        if "data" in h5:
+            data = {k: ds[()] for k, ds in h5["data"].items() if isinstance(ds, h5py.Dataset) and not ds.is_scale}
+        n_points = int(np.prod(shape)) if shape else 1
+        for i in range(n_points):
+            idx = tuple(int(j) for j in np.unravel_index(i, shape))
+            if not done[idx]:
+                continue
+            ov = list(point_overrides[i])
+            sc = json.loads(json.dumps(base_sc))
+            for o in ov:
+                k, _, v = o.partition("=")
+                _set_path(sc, k, yaml.safe_load(v))
+            runners = {g: _sweep_point_runner(h5[g], g, idx) for g in groups}
+            training = sc.get("training", {}) if isinstance(sc.get("training"), dict) else {}
+            pattrs = dict(attrs)
+            pattrs.update(
+                variant=point_variant(ov),
+                overrides=json.dumps(base_overrides + ov),
+                lr=float(training.get("lr", float("nan"))),
+                total_steps=int(next(iter(runners.values())).step[-1]) if runners else 0,
+                wall_time_s=float(attrs.get("wall_time_s", float("nan"))) / n_points,
+                complete=1,
+                sweep_file=str(path),
+                sweep_base_variant=attrs.get("variant") or "",
+            )
+            out.append(RunData(path=path, attrs=pattrs, scenario=sc, runners=runners, data=data))
+    return out
+
+
+def _sweep_runner_paths(h5) -> list[str]:
+    import h5py
+
+    out = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Group) and "preset" in obj.attrs:
+            out.append(name)
+
+    h5.visititems(visit)
+    return out
+
+
+def _sweep_point_runner(g, path: str, idx: tuple[int, ...]) -> RunnerRecords:
+    import h5py
+
+    recs = {}
+    for ds in g.values():
+        if isinstance(ds, h5py.Dataset) and "observable" in ds.attrs:
+            recs[decode(ds.attrs["observable"])] = ds[idx]
+    params = recs.get("params")
+    attrs = read_attrs(g)
+    attrs.setdefault("complete", 1)
+    return RunnerRecords(
+        path=path,
+        attrs=attrs,
+        seed=g["seed_value"][idx],
+        time=g["time"][idx],
+        step=g["step"][...],
+        diverged_at=g["diverged_at"][idx],
+        last_params=np.asarray(params)[:, -1] if params is not None else np.zeros((g["seed"].shape[0], 0)),
+        records=recs,
+        shapes={k: tuple(v.shape) for k, v in recs.items()},
+    )
+
+
+__all__ = ["ROLES", "GroupData", "RunData", "RunnerRecords", "decode", "read_attrs", "read_group", "read_h5", "read_run", "load_run", "point_variant", "read_sweep_points"]
 
 
 def load_run(path) -> dict[str, Any]:

@@ -194,6 +194,8 @@ def _run_locked(prep: Prepared, out: Path, t0: float, quiet: bool) -> SweepResul
             "precision": sc0.precision,
         }
         f = SweepFile.create(tmp, plan, attrs)
+        if prep.built is not None:
+            f.write_shared_data([bp.setup.extras for bp in prep.built])
     try:
         done = np.asarray(f.h5["point_done"][...]).reshape(-1)
         todo = [(gi, g) for gi, g in enumerate(prep.groups) if not all(done[i] for i in g)]
@@ -218,7 +220,7 @@ def _run_locked(prep: Prepared, out: Path, t0: float, quiet: bool) -> SweepResul
 
             for gi, g in todo:
                 progress.group_start(gi, g, plan)
-                write(gi, run_group(prep.scenarios, g, prep.presets, built=prep.built))
+                write(gi, run_group(prep.scenarios, g, prep.presets, built=prep.built, on_chunk=progress.chunk))
         f.h5.attrs["complete"] = np.int8(1)
         from .store import now_iso
 
@@ -254,9 +256,27 @@ class _Progress:
         self.num_groups, self.num_points, self.todo = num_groups, num_points, todo_points
         self.quiet = quiet
         self.done_points = 0
-        self.t0 = time.perf_counter()
+        self.t0 = self.group_t0 = self.last_line = time.perf_counter()
+        self.group = 0
+
+    CHUNK_EVERY_S = 10.0
+    """Least seconds between two progress lines within a group."""
+
+    def chunk(self, runner: str, fraction: float):
+        """Progress within the running group (in-process runs), at most every :attr:`CHUNK_EVERY_S`."""
+        from .formatting import fmt_duration
+
+        now = time.perf_counter()
+        if now - self.last_line < self.CHUNK_EVERY_S or fraction <= 0 or fraction >= 1:
+            return
+        self.last_line = now
+        spent = now - self.group_t0
+        _log(f"  group {self.group + 1}/{self.num_groups}: {fraction:.0%} ({runner}), "
+             f"{fmt_duration(spent / fraction * (1 - fraction))} left in the group", self.quiet)
 
     def group_start(self, gi: int, g: list[int], plan):
+        self.group, self.group_t0 = gi, time.perf_counter()
+        self.last_line = self.group_t0
         _log(f"group {gi + 1}/{self.num_groups}: {len(g)} points ({plan.label(g[0])}{', ...' if len(g) > 1 else ''}) compiling and running", self.quiet)
 
     def group_done(self, gi: int, g: list[int], wall: float, plan):

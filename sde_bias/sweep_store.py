@@ -8,6 +8,8 @@ Layout::
                              diverged_points (JSON), versions, wall_time_s
         point_done [dims...] 1 when the point's group is written (what --resume skips)
         point_group [dims...] the index of the point's group
+    /data                    the generated data (as in a run file), when it is the same in
+                             every point (absent when a swept key changes it)
     /<runner>                one group per runner (sgd, gd, sde/heun, ...)
         <key path> [dim]     dimension scale of every swept dimension, named by its
                              first key (``training.lr``); further zipped keys are
@@ -144,6 +146,22 @@ class SweepFile:
         div = g.create_dataset("diverged_at", shape=shape + (n_seeds,), dtype=np.int64, fillvalue=-1)
         _attach(div, dims + [seed])
         return g
+
+    def write_shared_data(self, extras: list[dict[str, np.ndarray]]) -> bool:
+        """The generated data (``/data``, as in a run file: targets, training sets, masks)
+        when it is the same in every point (``extras``: one dict per point); nothing when
+        a swept key changes it. Returns whether it was written."""
+        first = extras[0] if extras else {}
+        same = all(
+            e.keys() == first.keys() and all(np.array_equal(np.asarray(e[k]), np.asarray(first[k])) for k in first)
+            for e in extras[1:]
+        )
+        if not first or not same:
+            return False
+        from .store import RunFile
+
+        RunFile(self.h5).write_data(first)
+        return True
 
     def runner_groups(self) -> list[str]:
         out = []

@@ -125,6 +125,25 @@ def test_batched_points_equal_single_runs_bit_for_bit(tmp_path):
     _check_points(sweep, singles, exact=True, runners=("sgd", "sde/euler_maruyama"))
 
 
+def test_shared_and_swept_data_equal_single_runs_bit_for_bit(tmp_path):
+    """A teacher-student dataset with its draw swept: the training and test sets differ
+    between points (they travel with the members), the rest is shared; each point equals
+    its single run bit for bit (float64, one device: in subprocesses, because an earlier
+    in-process ``cli.main`` may have split this process's CPU into two devices, and then
+    the eigenvalues of ``log_det_gram`` can differ in the last bit). (The shared case is the
+    tiny scenario of the test above, whose data is equal in every point.)"""
+    scen = str(ROOT / "scenarios" / "deep_linear.yaml")
+    base = ["--variant", "quick", "--set", "runners=[sgd]", "--seeds", "2", "--devices", "1"]
+    sweep = tmp_path / "sweep.h5"
+    r = _cli("sweep", scen, *base, "--grid", "data.seed=0,1", "--grid", "training.lr=0.01,0.02", "--out", str(sweep))
+    assert "(4 points in 1 groups" in r.stdout
+    single = tmp_path / "single.h5"
+    _cli("run", scen, *base, "--set", "data.seed=1", "--set", "training.lr=0.02", "--out", str(single), "--no-plot")
+    _check_points(sweep, [((1, 1), single)], exact=True, runners=("sgd",))
+    other, _ = _records(sweep, "sgd", (0, 1))
+    assert not np.array_equal(other["test_loss"], _records(single, "sgd")[0]["test_loss"])  # the draw matters
+
+
 def test_batched_points_equal_single_runs_float32(tmp_path):
     """In float32 to rounding: the single run folds sqrt(lr) in double precision and rounds
     once, the sweep computes it from the float32 lr (sde_bias/sweep_run.py)."""
@@ -259,3 +278,76 @@ def test_second_writer_of_a_path_is_refused(reference, tmp_path):
         if first.poll() is None:
             first.kill()
     _assert_same_data(out, reference)
+
+
+def test_sweep_points_read_as_the_hand_made_variant_runs(tmp_path):
+    """``sde-bias report`` reads a sweep file point by point (sde_bias.reader.read_sweep_points):
+    an ``init.std`` point is the run of a hand-made ``init_<value>`` variant, same variant name,
+    scenario, steps, seeds and records (bit for bit: float64; the hyperbola's records do not
+    depend on how the members are split over devices)."""
+    from sde_bias.reader import read_run, read_sweep_points
+    from sde_bias.report.assemble import _read
+    from sde_bias.run import run_scenario
+    from sde_bias.sweep_driver import SweepRequest, run_sweep
+
+    scen = tmp_path / "tiny.yaml"
+    scen.write_text(TINY.read_text() + "  init_0.2: {init: {std: 0.2}}\n")
+    res = run_sweep(SweepRequest(scen, grid=(("init.std", [0.05, 0.2]),), out=tmp_path / "sweep.h5"), quiet=True)
+    single = run_scenario(load_scenario(scen, "init_0.2"), tmp_path / "single.h5", quiet=True).path
+    points = _read(str(res.path))
+    assert [p.variant for p in points] == ["init_0.05", "init_0.2"]
+    assert [p.variant for p in read_sweep_points(res.path)] == ["init_0.05", "init_0.2"]
+    want, got = read_run(single), points[1]
+    assert got.scenario == want.scenario and got.name == want.name
+    assert (got.lr, got.total_steps, got.num_seeds) == (want.lr, want.total_steps, want.num_seeds)
+    assert got.command() == f"sde-bias run {scen} --set init.std=0.2"
+    assert set(got.runners) == set(want.runners)
+    for g, w in want.runners.items():
+        r = got.runners[g]
+        for k in ("seed", "time", "step", "diverged_at", "last_params"):
+            np.testing.assert_array_equal(getattr(r, k), getattr(w, k), err_msg=f"{g} {k}")
+        assert r.records.keys() == w.records.keys()
+        for k in w.records:
+            np.testing.assert_array_equal(r.records[k], w.records[k], err_msg=f"{g} {k}")
+    assert not np.array_equal(points[0].runners["sgd"].records["loss"], got.runners["sgd"].records["loss"])
+
+
+def test_a_group_in_several_calls_equals_one_call(tmp_path, monkeypatch):
+    """A group whose members' state is large runs in calls of a few points
+    (sweep_run.points_per_call); the numbers do not depend on the split."""
+    import jax.numpy as jnp
+
+    from sde_bias import sweep_run
+    from sde_bias.sweep_driver import SweepRequest, run_sweep
+
+    theta0 = jnp.zeros((64, 800), jnp.float32)  # 64 seeds x 800 parameters: 200 KiB per point
+    assert sweep_run.points_per_call(16, 64, theta0) == 2  # 512 KiB -> 2 of the 16 points per call
+    assert sweep_run.points_per_call(5, 64, theta0) == 1 and sweep_run.points_per_call(3, 1, theta0) == 3
+    grid = (("training.lr", [0.01, 0.02]), ("noise.label_noise", [0.5, 1.0]))
+    one = run_sweep(SweepRequest(TINY, grid=grid, out=tmp_path / "one.h5"), quiet=True).path
+    calls = []
+    run = sweep_run._run
+    monkeypatch.setattr(sweep_run, "_run", lambda *a, **k: calls.append(a[1].num_seeds) or run(*a, **k))
+    monkeypatch.setattr(sweep_run, "MEMBER_STATE_BYTES", 1)  # one point per call
+    split = run_sweep(SweepRequest(TINY, grid=grid, out=tmp_path / "split.h5"), quiet=True).path
+    assert calls == [4] * 8  # 2 runners x 4 calls of one point (4 seeds)
+    for runner in ("sgd", "gd"):
+        a, da = _records(one, runner, ())
+        b, db = _records(split, runner, ())
+        np.testing.assert_array_equal(da, db)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{runner} {k}")
+
+
+def test_progress_within_a_group_reaches_the_end():
+    """run_group reports the fraction of the group done after every chunk of records."""
+    from sde_bias.presets import load_presets
+    from sde_bias.sweep_run import run_group
+
+    presets = load_presets()
+    scs = [load_scenario(TINY, overrides=[f"training.lr={lr}"]) for lr in (0.01, 0.02)]
+    seen = []
+    run_group(scs, [0, 1], presets, on_chunk=lambda runner, f: seen.append((runner, f)))
+    # 2 runners x 1 call x 2 chunks (4 records, chunk_records 2)
+    assert [r for r, _ in seen] == ["sgd", "sgd", "gd", "gd"]
+    np.testing.assert_allclose([f for _, f in seen], [0.25, 0.5, 0.75, 1.0])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..reader import RunData, read_run
+from ..reader import RunData, read_run, read_sweep_points
 from ._shared import CLAIMS, ORDER, PAPER_NUMBER, TITLES, Section, md_table, paper_run
 from .attention import section_attention
 from .completion import section_completion
@@ -38,6 +38,17 @@ def section_of(run: RunData) -> str:
     return s if s in SECTIONS else "generic"
 
 
+def _read(path: str) -> list[RunData]:
+    """A run file as one run; a sweep file (``sde-bias sweep``) as one run per point, each
+    labelled by its swept values (``init.std=0.001`` -> variant ``init_0.001``, as the
+    hand-made variants were: :func:`sde_bias.reader.read_sweep_points`)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        is_sweep = f.attrs.get("kind") == "sweep"
+    return read_sweep_points(path) if is_sweep else [read_run(path)]
+
+
 def build_report(paths: list[str], out_dir: str, notes: str | None = None) -> tuple[Path, list[Section]]:
     """Write ``out_dir/experiments.md`` and ``out_dir/figures/*.png``; return the markdown
     path and the sections (with their numbers). ``notes``: a markdown file inserted after the
@@ -45,7 +56,7 @@ def build_report(paths: list[str], out_dir: str, notes: str | None = None) -> tu
     out = Path(out_dir)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
-    runs = [read_run(p) for p in paths]
+    runs = [r for p in paths for r in _read(p)]
     by_name: dict[str, list[RunData]] = {}
     for r in runs:
         by_name.setdefault(r.name, []).append(r)
@@ -97,7 +108,9 @@ def _assemble(sections: list[Section], out: Path, runs: list[RunData], notes: st
               f"`{runs[0].attrs.get('hostname', '?')}`).", ""]
     wrows = []
     for r in sorted(runs, key=lambda r: (r.name, r.variant)):
-        per = ", ".join(f"{k} {g.wall_time_s:.0f}" for k, g in r.runners.items())
+        per = ", ".join(f"{k} {g.wall_time_s:.0f}" for k, g in r.runners.items() if np.isfinite(g.wall_time_s))
+        if not per and "sweep_file" in r.attrs:
+            per = "one sweep point (total: the sweep's time / its points)"
         seed_steps = r.num_seeds * r.total_steps * len(r.runners)
         wrows.append([f"`{r.path.name}`", r.variant or "(paper)", f"{r.num_seeds}", f"{r.total_steps:,}", per,
                       f"{r.wall_time_s:.0f}", f"{seed_steps / max(r.wall_time_s, 1e-9):,.0f}"])
@@ -113,8 +126,10 @@ def _assemble(sections: list[Section], out: Path, runs: list[RunData], notes: st
                   "on " + ", ".join(f"{n} seeds ({', '.join(sorted(r.name for r in base if r.num_seeds == n))})"
                                     for n in sorted({r.num_seeds for r in base})) +
                   ". The paper's own code runs one seed of each experiment, about 1 to 2 hours in all by its README."]
-    lines += ["", "Reproduce: `sde-bias run scenarios/<name>.yaml [--variant <variant>] --quiet` for every file below "
-              "(outputs in `data/runs/`), then `sde-bias report data/runs/*.h5 --out docs`."]
+    lines += ["", "Reproduce: `sde-bias run scenarios/<name>.yaml [--variant <variant>] --quiet` for every run file below "
+              "(outputs in `data/runs/`) and `sde-bias sweep scenarios/<name>.yaml --quiet` for every sweep file "
+              "(outputs in `data/sweeps/`; each point is one row, its variant named by its swept values), then "
+              "`sde-bias report data/runs/*.h5 data/sweeps/*.h5 --out docs`."]
     for sec in sections:
         num = PAPER_NUMBER.get(sec.kind)
         title = f"## {num}. {TITLES[sec.kind]}" if num else f"## {TITLES[sec.kind]}: `{sec.runs[0].name}`"
