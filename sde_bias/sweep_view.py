@@ -16,15 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def is_sweep_file(path) -> bool:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            return f.attrs.get("kind") == "sweep"
-    except OSError:
-        return False
+from .sweep_store import is_sweep_file as is_sweep_file  # re-exported for the CLI
 
 
 def _dims(h5) -> list[dict]:

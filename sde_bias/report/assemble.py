@@ -42,11 +42,10 @@ def _read(path: str) -> list[RunData]:
     """A run file as one run; a sweep file (``sde-bias sweep``) as one run per point, each
     labelled by its swept values (``init.std=0.001`` -> variant ``init_0.001``, as the
     hand-made variants were: :func:`sde_bias.reader.read_sweep_points`)."""
-    import h5py
+    from ..sweep_store import is_sweep_file
 
-    with h5py.File(path, "r") as f:
-        is_sweep = f.attrs.get("kind") == "sweep"
-    return read_sweep_points(path) if is_sweep else [read_run(path)]
+    # a file that is not HDF5 at all is not a sweep file: read_run refuses it in one line
+    return read_sweep_points(path) if is_sweep_file(path) else [read_run(path)]
 
 
 def build_report(paths: list[str], out_dir: str, notes: str | None = None) -> tuple[Path, list[Section]]:
