@@ -1,4 +1,4 @@
-"""Slow checks of the inverse-design predictions (docs/theory.md section 6; docs/inverse_design.md).
+"""Slow checks of the inverse-design predictions (docs/theory.md section 6; docs/design.md).
 
 Label-noise SGD (``sde_bias.DiscreteStepper`` with ``LabelNoise``) and its SDE (``SGDSDE`` with a
 diffrax solver), run with ``sde_bias.run_ensemble`` on many seeds, against the calculator's

@@ -1,5 +1,5 @@
 """``sde-bias design TARGET``: a parameterization whose induced bias is a chosen regulariser, written
-as a runnable scenario with a ``design:`` block (docs/theory.md section 6.4; docs/inverse_design.md).
+as a runnable scenario with a ``design:`` block (docs/theory.md section 6.4; docs/design.md).
 
 Only :func:`add_design_parser` is imported by ``sde_bias.cli`` when the parser is built; it imports
 nothing heavy (``sde-bias --help`` stays free of JAX). :func:`cmd_design` does the work.
@@ -307,7 +307,7 @@ def cmd_design(args) -> int:
     scenario_from_dict(sc, args.out or "<design>")  # the written scenario is valid
     _print_design(design, sc, args.out, quotient)
     if args.out:
-        text = f"# Written by `sde-bias design {args.target}` (docs/inverse_design.md).\n" + yaml.safe_dump(
+        text = f"# Written by `sde-bias design {args.target}` (docs/design.md).\n" + yaml.safe_dump(
             sc, sort_keys=False, default_flow_style=None, width=120)
         try:
             Path(args.out).write_text(text)

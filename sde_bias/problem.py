@@ -1,7 +1,7 @@
 """A learning problem: model + loss + data + sampling scheme (+ penalty).
 
 The same :class:`Problem` drives discrete SGD and the SGD-SDE, so both use one noise
-scheme and cannot drift apart silently (docs/design.md).
+scheme and cannot drift apart silently (docs/architecture.md).
 """
 
 from typing import Any

@@ -3,7 +3,7 @@ import os
 import jax
 import pytest
 
-# Theory and oracle tests run in float64 (docs/design.md, Numerics).
+# Theory and oracle tests run in float64 (docs/architecture.md, Numerics).
 jax.config.update("jax_enable_x64", True)
 
 # Start the backend now: an in-process `cli.main(...)` must never split this process into

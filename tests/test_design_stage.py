@@ -1,5 +1,5 @@
 """The inverse-design stage of a run (scenario `design:` block), the designed models it uses and the
-`sde-bias design` command (docs/inverse_design.md)."""
+`sde-bias design` command (docs/design.md)."""
 
 import subprocess
 import sys

@@ -1,5 +1,5 @@
 """Whole groups vanish under label noise, at the rate of the linearised slow flow
-(sde_bias.design.vanishing_rates; docs/theory.md section 6.2, docs/inverse_design.md)."""
+(sde_bias.design.vanishing_rates; docs/theory.md section 6.2, docs/design.md)."""
 
 import jax
 import jax.numpy as jnp

@@ -58,7 +58,7 @@ def test_no_reference_to_files_outside_the_repository():
         for name in OUTSIDE:
             if name in text:
                 hits.append(f"{p.relative_to(ROOT)}: {name}")
-    assert not hits, "cite docs/theory.md, docs/design.md or docs/paper_experiments.md instead:\n" + "\n".join(hits)
+    assert not hits, "cite docs/theory.md, docs/architecture.md or docs/paper_experiments.md instead:\n" + "\n".join(hits)
 
 
 def test_every_theory_citation_names_an_existing_section():

@@ -20,7 +20,7 @@ one-sided KKT condition of the sign-constrained weighted ``l1`` holds strictly.
 
 This holds where the active columns have full row rank (``nu`` unique, the interpolating set regular
 at ``beta*``); with fewer active coordinates than samples the set is singular there and the decay is
-not this exponential law (docs/inverse_design.md, the ``design_group`` scenario).
+not this exponential law (docs/design.md, the ``design_group`` scenario).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ section         experiment of arXiv:2601.06597              module
                 design)
 ``design``      a ``design:`` block's verification: each    ``design``
                 mechanism's predicted interpolator against
-                the simulated end points (docs/inverse_design.md)
+                the simulated end points (docs/design.md)
 ``generic``     any other scenario: final values             ``generic``
 ==============  ==========================================  ====================
 
