@@ -16,6 +16,7 @@
 
 from typing import Callable, NamedTuple, Sequence
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -125,6 +126,14 @@ def one_step_bias(stepper, thetas: jax.Array, invariants: Callable, data, time_s
     ``h a(q)`` (the Itô projection) plus this term; the third and fourth derivatives of
     ``q`` add further ``O(h)`` terms, which vanish when ``q`` is quadratic (``u v``,
     Hadamard ``p * q``). Returns ``(bias [K, d], q_is_quadratic)``."""
+    bias, third = (np.asarray(a) for a in _one_step_terms(stepper, thetas, invariants, data, time_step))
+    return bias, bool(np.allclose(third, 0.0, atol=1e-12 * max(1.0, float(np.abs(third).max(initial=0.0)))) or not third.any())
+
+
+@eqx.filter_jit
+def _one_step_terms(stepper, thetas, invariants, data, time_step):
+    """The per-point bias term of :func:`one_step_bias` and the third derivative of ``q`` at
+    the first point, as one compiled program."""
     from .balance import step_moments
 
     def one(th):
@@ -132,9 +141,15 @@ def one_step_bias(stepper, thetas: jax.Array, invariants: Callable, data, time_s
         H = jax.hessian(invariants)(th)  # [d, p, p]
         return 0.5 * jnp.einsum("p,dpq,q->d", m, H, m) / time_step
 
-    bias = np.asarray(jax.vmap(one)(thetas))
-    third = np.asarray(jax.jacfwd(jax.hessian(invariants))(thetas[0]))
-    return bias, bool(np.allclose(third, 0.0, atol=1e-12 * max(1.0, float(np.abs(third).max(initial=0.0)))) or not third.any())
+    return jax.vmap(one)(thetas), jax.jacfwd(jax.hessian(invariants))(thetas[0])
+
+
+@eqx.filter_jit
+def _projections_at(sde, invariants, thetas, data):
+    """Itô projections and invariants at every point, as one compiled program."""
+    from .quotient import ito_projection
+
+    return jax.vmap(lambda th: ito_projection(sde, invariants, th, data))(thetas), jax.vmap(invariants)(thetas)
 
 
 class DriftCheck(NamedTuple):
@@ -215,13 +230,11 @@ def drift_check(
 ) -> DriftCheck:
     """Estimate the effective drift at ``thetas`` from SGD and from the SDE (same keys)
     and evaluate the Itô projection of ``sde`` there (docs/theory.md section 5.2)."""
-    from .quotient import ito_projection
-
     kw = dict(replicates=replicates, steps=steps, time_step=sde.time_step, key=key, data_batched=data_batched)
     est_sgd = drift_at_points(sgd_stepper, thetas, invariants, data, **kw)
     est_sde = drift_at_points(sde_stepper, thetas, invariants, data, **kw)
-    proj = jax.vmap(lambda th: ito_projection(sde, invariants, th, data))(thetas)
-    q = np.asarray(jax.vmap(invariants)(thetas))
+    proj, q = _projections_at(sde, invariants, thetas, data)
+    q = np.asarray(q)
     biases, source = [None, None], "not estimated"
     if steps == 1:
         for i, st in enumerate((sgd_stepper, sde_stepper)):

@@ -76,8 +76,14 @@ def new_ensemble(theta0: Float[Array, "S p"], keys: PRNGKeyArray, aux: Any = Non
 
 def init_ensemble(stepper, theta0: Float[Array, "S p"], keys: PRNGKeyArray, data, data_batched: bool) -> Ensemble:
     """:func:`new_ensemble` with the stepper's auxiliary state of every seed."""
-    aux = jax.vmap(stepper.init, in_axes=(0, 0 if data_batched else None))(theta0, data)
-    return new_ensemble(theta0, keys, aux)
+    return new_ensemble(theta0, keys, _init_aux(stepper, theta0, data, data_batched))
+
+
+@eqx.filter_jit
+def _init_aux(stepper, theta0, data, data_batched: bool):
+    # one compiled program (op by op, a stepper whose init computes something, such as the
+    # balance tracker's terms, compiles a program per primitive)
+    return jax.vmap(stepper.init, in_axes=(0, 0 if data_batched else None))(theta0, data)
 
 
 def _where_tree(pred, new, old):

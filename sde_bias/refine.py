@@ -60,11 +60,22 @@ def noise_class(sde, thetas, data, tol: float = 1e-8) -> str:
     (additive: the dense diffusion is the same at every point; commutative: the Lie
     brackets of its columns vanish at every point)."""
     thetas = jnp.asarray(thetas)
-    S = np.asarray(jax.vmap(lambda th: sde.diffusion_matrix(0.0, th, data))(thetas))
+    S = np.asarray(_diffusion_matrices(sde, thetas, data))
     if S.size == 0 or np.allclose(S, S[:1], rtol=tol, atol=tol * max(1e-300, float(np.abs(S).max()))):
         return "additive"
-    d = np.asarray(jax.vmap(lambda th: commutativity_defect(sde, th, data))(thetas))
+    d = np.asarray(_commutativity_defects(sde, thetas, data))
     return "commutative" if np.all(d <= 1e-6) else "general"
+
+
+# one compiled program each (op by op, the vmapped Jacobians compile a program per primitive)
+@eqx.filter_jit
+def _diffusion_matrices(sde, thetas, data):
+    return jax.vmap(lambda th: sde.diffusion_matrix(0.0, th, data))(thetas)
+
+
+@eqx.filter_jit
+def _commutativity_defects(sde, thetas, data):
+    return jax.vmap(lambda th: commutativity_defect(sde, th, data))(thetas)
 
 
 def combine_levy(w: jax.Array, h: jax.Array) -> jax.Array:
