@@ -9,11 +9,19 @@ overrides (so nothing JAX crosses the network), runs them
 (:func:`sde_bias.sweep_run.run_group`) and returns NumPy arrays. Results stream back as
 they finish and the client alone writes the file. Each worker splits its cores into JAX
 host devices (``SDE_BIAS_DEVICES`` of the worker, default its share of the cores).
+
+Progress inside a group: the worker publishes the fraction of its group done after a chunk
+of records (at most one event per ``every_s`` seconds) as an event on the topic
+:data:`PROGRESS_TOPIC`; the client subscribes to it and prints it like the in-process
+progress lines.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Callable
+
+PROGRESS_TOPIC = "sde-bias-progress"
 
 from .errors import UserError
 
@@ -25,7 +33,28 @@ def check_available():
         raise UserError("--dask/--scheduler need the distributed extra: pip install 'sde_bias[distributed]'") from None
 
 
-def _task(raw: dict, source: str, variant, point_overrides: list[list[str]], seeds, point_ids: list[int], devices: int | None):
+def _progress_publisher(group: int, every_s: float):
+    """``on_chunk`` for :func:`run_group` on a worker: an event on :data:`PROGRESS_TOPIC`
+    at most every ``every_s`` seconds (none outside a worker)."""
+    last = [time.monotonic()]
+
+    def on_chunk(runner: str, fraction: float):
+        now = time.monotonic()
+        if now - last[0] < every_s or not 0 < fraction < 1:
+            return
+        last[0] = now
+        try:
+            from distributed import get_worker
+
+            get_worker().log_event(PROGRESS_TOPIC, {"group": group, "runner": runner, "fraction": float(fraction)})
+        except ValueError:  # not running on a worker
+            pass
+
+    return on_chunk
+
+
+def _task(raw: dict, source: str, variant, point_overrides: list[list[str]], seeds, point_ids: list[int], devices: int | None,
+          group: int = 0, every_s: float = 10.0):
     """A group on a worker: scenarios from the mapping, then :func:`run_group`."""
     from .parallel import configure_host_devices
 
@@ -40,7 +69,8 @@ def _task(raw: dict, source: str, variant, point_overrides: list[list[str]], see
     presets = load_presets()
     base = {k: v for k, v in raw.items() if k != "sweep"}
     scs = [scenario_from_dict(base, source, variant, ov, seeds, presets) for ov in point_overrides]
-    result = run_group(scs, list(range(len(scs))), presets)  # the worker builds its points
+    # the worker builds its points
+    result = run_group(scs, list(range(len(scs))), presets, on_chunk=_progress_publisher(group, every_s))
     result.points = list(point_ids)
     return result
 
@@ -54,8 +84,10 @@ def _parse_local(spec: str) -> int:
     return int(n)
 
 
-def run_on_dask(prep, todo: list[tuple[int, list[int]]], write: Callable, dask_spec: str | None, scheduler: str | None, log=print):
-    """Submit every group of ``todo`` and ``write(group_index, result)`` as each finishes."""
+def run_on_dask(prep, todo: list[tuple[int, list[int]]], write: Callable, dask_spec: str | None, scheduler: str | None, log=print,
+                on_chunk: Callable | None = None, every_s: float = 10.0):
+    """Submit every group of ``todo`` and ``write(group_index, result)`` as each finishes;
+    ``on_chunk(group_index, runner, fraction)`` for the workers' progress events."""
     import dask
     from distributed import Client, LocalCluster, as_completed
 
@@ -77,6 +109,12 @@ def run_on_dask(prep, todo: list[tuple[int, list[int]]], write: Callable, dask_s
             devices = max(1, available_cores() // n)
             log(f"dask: LocalCluster with {n} workers ({devices} JAX devices each)")
         try:
+            if on_chunk is not None:
+                def handler(event):
+                    msg = event[1]
+                    on_chunk(int(msg["group"]), str(msg["runner"]), float(msg["fraction"]))
+
+                client.subscribe_topic(PROGRESS_TOPIC, handler)
             futures = {}
             for gi, g in todo:
                 fut = client.submit(
@@ -88,6 +126,8 @@ def run_on_dask(prep, todo: list[tuple[int, list[int]]], write: Callable, dask_s
                     req.seeds,
                     g,
                     devices,
+                    gi,
+                    every_s,
                     pure=False,
                     key=f"sde-bias-group-{gi}",
                 )

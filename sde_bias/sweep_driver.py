@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -214,7 +215,8 @@ def _run_locked(prep: Prepared, out: Path, t0: float, quiet: bool) -> SweepResul
 
             prep.built = None  # the workers build their own points
 
-            run_on_dask(prep, todo, write, req.dask, req.scheduler, log=lambda m: _log(m, quiet))
+            run_on_dask(prep, todo, write, req.dask, req.scheduler, log=lambda m: _log(m, quiet),
+                        on_chunk=progress.remote_chunk, every_s=progress.chunk_every_s)
         else:
             from .sweep_run import run_group
 
@@ -258,16 +260,35 @@ class _Progress:
         self.done_points = 0
         self.t0 = self.group_t0 = self.last_line = time.perf_counter()
         self.group = 0
+        self.chunk_every_s = self._chunk_every_s()
 
     CHUNK_EVERY_S = 10.0
-    """Least seconds between two progress lines within a group."""
+    """Least seconds between two progress lines within a group (``SDE_BIAS_PROGRESS_EVERY_S``
+    in the environment overrides it)."""
+
+    def _chunk_every_s(self) -> float:
+        raw = os.environ.get("SDE_BIAS_PROGRESS_EVERY_S")
+        if raw is None:
+            return self.CHUNK_EVERY_S
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not value >= 0:
+            _log(f"SDE_BIAS_PROGRESS_EVERY_S={raw!r} is not a number of seconds >= 0; using {self.CHUNK_EVERY_S:g}", self.quiet)
+            return self.CHUNK_EVERY_S
+        return value
+
+    def remote_chunk(self, gi: int, runner: str, fraction: float):
+        """Progress of group ``gi`` running on a Dask worker (the worker limits the rate)."""
+        _log(f"  group {gi + 1}/{self.num_groups}: {fraction:.0%} ({runner}, on a worker)", self.quiet)
 
     def chunk(self, runner: str, fraction: float):
-        """Progress within the running group (in-process runs), at most every :attr:`CHUNK_EVERY_S`."""
+        """Progress within the running group (in-process runs), at most every :attr:`chunk_every_s`."""
         from .formatting import fmt_duration
 
         now = time.perf_counter()
-        if now - self.last_line < self.CHUNK_EVERY_S or fraction <= 0 or fraction >= 1:
+        if now - self.last_line < self.chunk_every_s or fraction <= 0 or fraction >= 1:
             return
         self.last_line = now
         spent = now - self.group_t0

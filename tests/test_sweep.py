@@ -4,6 +4,7 @@ one path, and the file read back by xarray."""
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -250,10 +251,14 @@ def test_resume_after_sigkill_gives_identical_data(reference, tmp_path):
 
 
 def test_local_cluster_equals_in_process(reference, tmp_path):
+    """Same data as in-process; the workers' progress inside a group reaches the client
+    (every chunk, with the rate limit set to 0 s: 2 runners x 2 chunks, so 25 %, 50 %, 75 %)."""
     out = tmp_path / "dask.h5"
-    r = subprocess.run(_cmd(out, "--dask", "local:2"), capture_output=True, text=True, env=_env(), timeout=400)
+    env = dict(_env(), SDE_BIAS_PROGRESS_EVERY_S="0")
+    r = subprocess.run(_cmd(out, "--dask", "local:2"), capture_output=True, text=True, env=env, timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "LocalCluster with 2 workers" in r.stderr
+    assert re.search(r"group 1/\d+: (25|50|75)% \((sgd|gd), on a worker\)", r.stderr), r.stderr[-3000:]
     _assert_same_data(out, reference)
 
 
