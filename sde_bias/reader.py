@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .store import GroupData as GroupData, RunFile
+from .store import GroupData as GroupData, RunFile, runner_group_paths
 
 ROLES = ("sgd", "sde", "gd")
 """The runner roles: discrete SGD (group ``sgd``), the SDE (the first ``sde/<preset>``
@@ -368,7 +368,7 @@ def read_sweep_points(path) -> list[RunData]:
         done = np.asarray(h5["point_done"][...])
         base_sc = _parse_scenario(attrs.get("scenario_yaml"), f"{path}:scenario_yaml")
         order = [str(r) for r in base_sc.get("runners") or []]
-        groups = _sweep_runner_paths(h5)
+        groups = runner_group_paths(h5)
         preset = {g: str(decode(h5[g].attrs["preset"])) for g in groups}
         groups.sort(key=lambda g: order.index(preset[g]) if preset[g] in order else len(order))
         data = {}
@@ -401,17 +401,6 @@ def read_sweep_points(path) -> list[RunData]:
     return out
 
 
-def _sweep_runner_paths(h5) -> list[str]:
-    import h5py
-
-    out = []
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Group) and "preset" in obj.attrs:
-            out.append(name)
-
-    h5.visititems(visit)
-    return out
 
 
 def _sweep_point_runner(g, path: str, idx: tuple[int, ...]) -> RunnerRecords:

@@ -269,7 +269,7 @@ def run_scenario(
 def _run_locked(sc, out: Path, resolved, resume: bool, progress: Progress, t_start: float, stop) -> RunResult:
     """The body of :func:`run_scenario`, with the output's lock held."""
     from .build import build_setup, ensure_precision, make_runner
-    from .store import RunFile, environment_attrs, finalize, now_iso, tmp_path_for
+    from .store import RunFile, environment_attrs, finalize, mark_complete, now_iso, tmp_path_for
 
     tmp = tmp_path_for(out)
     yaml_text, digest = to_yaml(sc), scenario_hash(sc)
@@ -416,9 +416,7 @@ def _run_locked(sc, out: Path, resolved, resume: bool, progress: Progress, t_sta
             from .design_run import design_hook
 
             design_hook(sc, setup, f.h5)
-        f.h5.attrs["complete"] = np.int8(1)
-        f.h5.attrs["finished"] = now_iso()
-        f.h5.attrs["wall_time_s"] = float(f.h5.attrs.get("wall_time_s", 0.0)) + time.perf_counter() - t_start
+        mark_complete(f.h5, time.perf_counter() - t_start)
         f.flush()
     finally:
         f.close()

@@ -122,6 +122,27 @@ def attr_value(value):
     return value
 
 
+def runner_group_paths(h5) -> list[str]:
+    """Paths of the groups of an open HDF5 file (run or sweep) that hold a runner: those with
+    a ``preset`` attribute, in HDF5's visiting order."""
+    out = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Group) and "preset" in obj.attrs:
+            out.append(name)
+
+    h5.visititems(visit)
+    return out
+
+
+def mark_complete(h5, seconds: float) -> None:
+    """Mark a run or sweep file finished: ``complete``, ``finished`` and ``wall_time_s``
+    (``seconds`` added to the time of earlier, resumed sessions)."""
+    h5.attrs["complete"] = np.int8(1)
+    h5.attrs["finished"] = now_iso()
+    h5.attrs["wall_time_s"] = float(h5.attrs.get("wall_time_s", 0.0)) + seconds
+
+
 class RunFile:
     """An HDF5 run file being written (the ``.tmp`` file) or read."""
 
@@ -202,13 +223,7 @@ class RunFile:
     # ------------------------------------------------------------------ runners
     def runner_paths(self) -> list[str]:
         """Groups holding a runner, in the order they were created."""
-        out = []
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Group) and "preset" in obj.attrs:
-                out.append(name)
-
-        self.h5.visititems(visit)
+        out = runner_group_paths(self.h5)
         order = self.h5.attrs.get("runner_groups")
         if order is not None:
             order = json.loads(order) if isinstance(order, str) else list(order)

@@ -223,11 +223,9 @@ def _run_locked(prep: Prepared, out: Path, t0: float, quiet: bool) -> SweepResul
             for gi, g in todo:
                 progress.group_start(gi, g, plan)
                 write(gi, run_group(prep.scenarios, g, prep.presets, built=prep.built, on_chunk=progress.chunk))
-        f.h5.attrs["complete"] = np.int8(1)
-        from .store import now_iso
+        from .store import mark_complete
 
-        f.h5.attrs["finished"] = now_iso()
-        f.h5.attrs["wall_time_s"] = float(f.h5.attrs.get("wall_time_s", 0.0)) + time.perf_counter() - t0
+        mark_complete(f.h5, time.perf_counter() - t0)
         f.flush()
     finally:
         f.close()

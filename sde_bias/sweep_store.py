@@ -35,7 +35,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .store import attr_value, dataset_name, dim_names, environment_attrs, now_iso
+from .store import attr_value, dataset_name, dim_names, environment_attrs, now_iso, runner_group_paths
 
 KIND = "sweep"
 
@@ -164,14 +164,7 @@ class SweepFile:
         return True
 
     def runner_groups(self) -> list[str]:
-        out = []
-
-        def visit(name, obj):
-            if isinstance(obj, h5py.Group) and "preset" in obj.attrs:
-                out.append(name)
-
-        self.h5.visititems(visit)
-        return out
+        return runner_group_paths(self.h5)
 
     def flush(self):
         self.h5.flush()
