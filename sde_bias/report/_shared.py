@@ -90,6 +90,32 @@ class Stat:
         return {"mean": self.mean, "sd": self.sd, "se": self.se, "n": self.n}
 
 
+def role_stats(run: RunData, key: str, i_by_role: dict[str, int], transform=None) -> dict[str, Stat]:
+    """For every role whose runner records ``key``: :meth:`Stat.of` over seeds of the record at
+    the role's index (``i_by_role``), through ``transform`` when given."""
+    out = {}
+    for role in ROLES:
+        g = run.runner(role)
+        if g is not None and key in g.records:
+            x = g.records[key][:, i_by_role[role]]
+            out[role] = Stat.of(x if transform is None else transform(x))
+    return out
+
+
+def gram_difference_ratios(run: RunData, i_by_role: dict[str, int]) -> dict[str, Stat]:
+    """For every role recording ``balance/gram_difference`` (the quantity gradient flow conserves):
+    ``|C(t)|_F / |C(0)|_F`` per seed at the role's record index."""
+    out = {}
+    for role in ROLES:
+        g = run.runner(role)
+        if g is not None and "balance/gram_difference" in g.records:
+            G = np.asarray(g.records["balance/gram_difference"], float)
+            n0 = np.linalg.norm(G[:, 0].reshape(G.shape[0], -1), axis=1)
+            n1 = np.linalg.norm(G[:, i_by_role[role]].reshape(G.shape[0], -1), axis=1)
+            out[role] = Stat.of(n1 / n0)
+    return out
+
+
 def num(x: float, digits: int = 3) -> str:
     if x is None or not np.isfinite(x):
         return "n/a"

@@ -10,7 +10,7 @@ import numpy as np
 from ._shared import (
     CLAIMS, COMPARISON_HEADER, PAPER_STEPS, ROLE_NAMES, ROLES, RUNNER_COLORS, Section, Stat, agreement,
     agreement_sentence, band, base_first, cmap, comparison_rows, figure, fmt, legend, md_table, num, paper_run,
-    record_indices, runs_header, save,
+    record_indices, role_stats, gram_difference_ratios, runs_header, save,
 )
 
 
@@ -40,27 +40,15 @@ def section_attention(sec: Section, figdir: Path) -> None:
                       {role: Stat.of(c[:, i_by_role[role], j]) for role, c in cols.items()}))
         for key, label in (("balance/frobenius_ratio", "Frobenius ratio |W_Q|_F / |W_K|_F"),
                            ("balance/nuclear_ratio", "nuclear ratio |W_Q|_* / |W_K|_*")):
-            st = {}
-            for role in ROLES:
-                g = r.runner(role)
-                if g is not None and key in g.records:
-                    st[role] = Stat.of(np.asarray(g.records[key], float)[:, i_by_role[role]])
+            st = role_stats(r, key, i_by_role, lambda x: np.asarray(x, float))
             if st:
                 start = float(np.nanmean(np.asarray(g0.records[key], float)[:, 0]))
                 q.append((f"{label} (start {num(start)})", st))
-        st = {}
-        for role in ROLES:
-            g = r.runner(role)
-            if g is not None and "balance/gram_difference" in g.records:
-                G = np.asarray(g.records["balance/gram_difference"], float)
-                n0 = np.linalg.norm(G[:, 0].reshape(G.shape[0], -1), axis=1)
-                n1 = np.linalg.norm(G[:, i_by_role[role]].reshape(G.shape[0], -1), axis=1)
-                st[role] = Stat.of(n1 / n0)
+        st = gram_difference_ratios(r, i_by_role)
         if st:
             q.append(("|W_Q^T W_Q − W_K^T W_K|_F relative to its start (GD conserves it)", st))
         for key, label in (("test_loss", "test loss"), ("loss", "training loss (reference set)")):
-            st = {role: Stat.of(r.runner(role).records[key][:, i_by_role[role]]) for role in ROLES
-                  if r.runner(role) is not None and key in r.runner(role).records}
+            st = role_stats(r, key, i_by_role)
             if st:
                 q.append((label, st))
         head = f"**{r.label}: column ratios |W_Q[:, j]| / |W_K[:, j]| and norm ratios at step {step_used:,}**{note}:"

@@ -9,7 +9,7 @@ import numpy as np
 from ._shared import (
     CLAIMS, COMPARISON_HEADER, PAPER_STEPS, ROLE_NAMES, ROLES, RUNNER_COLORS, Section, Stat, agreement,
     agreement_sentence, band, base_first, cmap, comparison_rows, figure, finite_mean, fmt, legend, md_table, num,
-    paper_run, record_indices, runs_header, save,
+    paper_run, record_indices, role_stats, gram_difference_ratios, runs_header, save,
 )
 
 
@@ -52,28 +52,16 @@ def section_completion(sec: Section, figdir: Path) -> None:
         q.append(("sum_i log s_i", {ro: Stat.of(a[:, i_by_role[ro]]) for ro, a in a_i.items()}))
         q.append(("sum_{i<j} log(s_i + s_j)", {ro: Stat.of(b[:, i_by_role[ro]]) for ro, b in b_i.items()}))
         for key, label in (("balance/mode_ratio", "mean abs log |P[:, i]| / |Q[i, :]| over modes"),):
-            st = {}
-            for ro in ROLES:
-                g = r.runner(ro)
-                if g is not None and key in g.records:
-                    m = np.asarray(g.records[key], float)[:, i_by_role[ro]]
-                    st[ro] = Stat.of(finite_mean(np.abs(np.log(m)), 1))
+            st = role_stats(r, key, i_by_role, lambda m: finite_mean(np.abs(np.log(np.asarray(m, float))), 1))
             if st:
                 m0 = np.asarray(g0.records[key], float)[:, 0]
                 q.append((f"{label} (start {num(float(np.nanmean(np.abs(np.log(m0)))))})", st))
-        st = {}
-        for ro in ROLES:
-            g = r.runner(ro)
-            if g is not None and "balance/gram_difference" in g.records:
-                G = np.asarray(g.records["balance/gram_difference"], float)
-                n0 = np.linalg.norm(G[:, 0].reshape(G.shape[0], -1), axis=1)
-                st[ro] = Stat.of(np.linalg.norm(G[:, i_by_role[ro]].reshape(G.shape[0], -1), axis=1) / n0)
+        st = gram_difference_ratios(r, i_by_role)
         if st:
             q.append(("|P^T P − Q Q^T|_F relative to its start", st))
         for key, label in (("test_loss", "MSE on all 400 entries"), ("loss", "training loss (observed entries)"),
                            ("distance_to_target", "|P Q − M*|_F")):
-            st = {ro: Stat.of(r.runner(ro).records[key][:, i_by_role[ro]]) for ro in ROLES
-                  if r.runner(ro) is not None and key in r.runner(ro).records}
+            st = role_stats(r, key, i_by_role)
             if st:
                 q.append((label, st))
         extra = f"{r.label}"
