@@ -20,13 +20,12 @@ next checkpoint and continues with --resume).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import traceback
 from pathlib import Path
 
 from .errors import ScenarioError, UserError
-from .formatting import fmt_number
+from .formatting import fmt_number, source_lines
 from .scenario_paths import resolve_scenario_path, scenario_dirs
 
 EXIT_OK = 0
@@ -201,11 +200,7 @@ def cmd_inspect(args) -> int:
     run = read_run(path, last_only=True)
     a = run.attrs
     print(f"{path}")
-    v = f" [variant {a['variant']}]" if a.get("variant") else ""
-    print(f"  scenario   {a.get('scenario_name')}{v} from {a.get('source')} (hash {str(a.get('scenario_hash'))[:12]})")
-    ov = json.loads(a.get("overrides") or "[]")
-    if ov:
-        print(f"  overrides  {' '.join('--set ' + o for o in ov)}")
+    print("\n".join(source_lines(a, "  scenario   ", f" (hash {str(a.get('scenario_hash'))[:12]})")))
     print(
         f"  created    {a.get('created')} by sde_bias {a.get('sde_bias_version')} "
         f"(jax {a.get('jax_version')}, diffrax {a.get('diffrax_version')}) on {a.get('backend')} {a.get('device')}"

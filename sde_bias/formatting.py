@@ -31,3 +31,17 @@ def fmt_rate(r: float) -> str:
         if r >= div:
             return f"{r / div:.1f}{unit}"
     return f"{r:.0f}" if r >= 10 else f"{r:.2f}"
+
+
+def source_lines(attrs, lead: str, tail: str = "") -> list[str]:
+    """The lines of ``sde-bias inspect`` that say where a file came from:
+    ``{lead}NAME [variant V] from SOURCE{tail}`` and, when the run had overrides,
+    ``  overrides  --set K=V ...`` (``attrs``: the file's root attributes)."""
+    import json
+
+    v = f" [variant {attrs['variant']}]" if attrs.get("variant") else ""
+    out = [f"{lead}{attrs.get('scenario_name')}{v} from {attrs.get('source')}{tail}"]
+    ov = json.loads(attrs.get("overrides") or "[]")
+    if ov:
+        out.append(f"  overrides  {' '.join('--set ' + o for o in ov)}")
+    return out

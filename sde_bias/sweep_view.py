@@ -45,7 +45,7 @@ def _final_stats(ds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def inspect_sweep(path) -> int:
-    from .formatting import fmt_number as _fmt
+    from .formatting import fmt_number as _fmt, source_lines
     from .sweep_store import SweepFile
 
     path = Path(path)
@@ -55,11 +55,7 @@ def inspect_sweep(path) -> int:
         a = h5.attrs
         done = np.asarray(h5["point_done"][...])
         print(f"{path}")
-        v = f" [variant {a['variant']}]" if a.get("variant") else ""
-        print(f"  sweep      of {a.get('scenario_name')}{v} from {a.get('source')}")
-        ov = json.loads(a.get("overrides") or "[]")
-        if ov:
-            print(f"  overrides  {' '.join('--set ' + o for o in ov)}")
+        print("\n".join(source_lines(a, "  sweep      of ")))
         for d in dims:
             vals = ", ".join(str(x) for x in d["values"][d["name"]])
             also = f" (with {', '.join(d['keys'][1:])})" if len(d["keys"]) > 1 else ""
