@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .contracts import AbstractStepper
-from .sde import SDEStepper, commutativity_defect, needs_levy_area
+from .sde import SDEStepper, needs_levy_area, seed_commutativity_defects
 
 # weak and strong orders by diffrax solver and noise class. "additive": the diffusion does
 # not depend on the state; "commutative": its columns' Lie brackets vanish (always true
@@ -63,19 +63,14 @@ def noise_class(sde, thetas, data, tol: float = 1e-8) -> str:
     S = np.asarray(_diffusion_matrices(sde, thetas, data))
     if S.size == 0 or np.allclose(S, S[:1], rtol=tol, atol=tol * max(1e-300, float(np.abs(S).max()))):
         return "additive"
-    d = np.asarray(_commutativity_defects(sde, thetas, data))
+    d = np.asarray(seed_commutativity_defects(sde, thetas, data, False))
     return "commutative" if np.all(d <= 1e-6) else "general"
 
 
-# one compiled program each (op by op, the vmapped Jacobians compile a program per primitive)
+# one compiled program (op by op, the vmapped Jacobians compile a program per primitive)
 @eqx.filter_jit
 def _diffusion_matrices(sde, thetas, data):
     return jax.vmap(lambda th: sde.diffusion_matrix(0.0, th, data))(thetas)
-
-
-@eqx.filter_jit
-def _commutativity_defects(sde, thetas, data):
-    return jax.vmap(lambda th: commutativity_defect(sde, th, data))(thetas)
 
 
 def combine_levy(w: jax.Array, h: jax.Array) -> jax.Array:
