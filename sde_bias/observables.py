@@ -9,10 +9,8 @@ Model-specific balance quantities come from ``model.balance(theta)`` and are sto
 from typing import Any, Callable
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 
-from .data import Dataset
 
 
 def loss(problem, theta, data):

@@ -28,7 +28,7 @@ import warnings
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import ArrayLike, Float
 
 from ._newton import damped_newton
 from ._types import AbstractPenalty, Interpolator

@@ -37,7 +37,6 @@ no prediction is made for it.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 
